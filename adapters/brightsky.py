@@ -1,0 +1,130 @@
+"""Current weather from the Deutscher Wetterdienst through Bright Sky's ``/current_weather``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from adapters.base import Adapter, AdapterOptions, finite_number, load_json_object
+from gateway.errors import ParseError
+from gateway.records import Reading, Request, Station
+from gateway.units import kwh_per_m2_per_10min_to_w_per_m2
+
+Converter = Callable[[float], float] | None
+
+# Our field -> (Bright Sky field, converter). Units are Bright Sky's `dwd` units unless converted:
+# °C, hPa, km/h, mm, %, m, minutes; solar_10 is kWh/m² per 10 minutes and becomes W/m².
+NUMERIC: dict[str, tuple[str, Converter]] = {
+    "temperature": ("temperature", None),
+    "dew_point": ("dew_point", None),
+    "humidity": ("relative_humidity", None),
+    "pressure": ("pressure_msl", None),
+    "wind_speed": ("wind_speed_10", None),
+    "wind_direction": ("wind_direction_10", None),
+    "wind_gust_speed": ("wind_gust_speed_10", None),
+    "wind_gust_direction": ("wind_gust_direction_10", None),
+    "precipitation": ("precipitation_10", None),
+    "precipitation_1h": ("precipitation_60", None),
+    "cloud_cover": ("cloud_cover", None),
+    "visibility": ("visibility", None),
+    "sunshine_30": ("sunshine_30", None),
+    "sunshine_60": ("sunshine_60", None),
+    "irradiance": ("solar_10", kwh_per_m2_per_10min_to_w_per_m2),
+}
+CONDITIONS = ("dry", "fog", "rain", "sleet", "snow", "hail", "thunderstorm")
+ICONS = ("clear-day", "clear-night", "partly-cloudy-day", "partly-cloudy-night", "cloudy", "fog",
+         "wind", "rain", "sleet", "snow", "hail", "thunderstorm")
+ENUMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "condition": ("condition", CONDITIONS),
+    "icon": ("icon", ICONS),
+}
+
+
+class Options(AdapterOptions):
+    max_dist: int = Field(default=50_000, ge=1_000, le=500_000)
+    dwd_station_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9,]+$")
+
+
+def request(opts: Options, base_url: str) -> Request:
+    params = {"lat": f"{opts.latitude:.4f}", "lon": f"{opts.longitude:.4f}", "max_dist": str(opts.max_dist)}
+    if opts.dwd_station_id:
+        params = {"dwd_station_id": opts.dwd_station_id}
+    return Request(url=f"{base_url.rstrip('/')}/current_weather", params=params)
+
+
+def parse(body: bytes, opts: Options, fetched_at: datetime) -> list[Reading]:
+    data = load_json_object(body)
+    record = data.get("weather")
+    if not isinstance(record, dict):
+        raise ParseError("no 'weather' object in the response", kind="bad_schema")
+    known = {src for src, _ in NUMERIC.values()} | {src for src, _ in ENUMS.values()}
+    if not known.intersection(record):
+        raise ParseError("the 'weather' object has none of the expected fields", kind="bad_schema")
+    observed_at = _timestamp(record.get("timestamp"))
+    stations = _stations(data.get("sources"))
+    main_id = record.get("source_id")
+    fallback = record.get("fallback_source_ids")
+    fallback = fallback if isinstance(fallback, dict) else {}
+
+    def station_for(src_field: str) -> Station | None:
+        return stations.get(fallback.get(src_field, main_id))
+
+    readings: list[Reading] = []
+    for field, (src, convert) in NUMERIC.items():
+        number = finite_number(record.get(src))
+        if number is not None and convert is not None:
+            number = convert(number)
+        readings.append(Reading(field, number, observed_at, station_for(src), {"upstream_field": src}))
+    for field, (src, allowed) in ENUMS.items():
+        raw = record.get(src)
+        value = raw if isinstance(raw, str) and raw in allowed else None
+        readings.append(Reading(field, value, observed_at, station_for(src), {"upstream_field": src}))
+    return readings
+
+
+def _timestamp(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ParseError("the weather record has no timestamp", kind="bad_schema")
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise ParseError(f"timestamp {value[:40]!r} is not ISO 8601", kind="bad_schema") from None
+    if stamp.tzinfo is None:
+        raise ParseError(f"timestamp {value[:40]!r} has no UTC offset", kind="bad_schema")
+    return stamp
+
+
+def _stations(sources: object) -> dict[Any, Station]:
+    out: dict[Any, Station] = {}
+    if not isinstance(sources, list):
+        return out
+    for item in sources:
+        if not isinstance(item, dict) or "id" not in item:
+            continue
+        name = item.get("station_name")
+        out[item["id"]] = Station(
+            name=str(name)[:80] if name else f"source {item['id']}",
+            id=str(item.get("dwd_station_id") or item.get("wmo_station_id") or item["id"])[:20],
+            latitude=finite_number(item.get("lat")),
+            longitude=finite_number(item.get("lon")),
+            distance_m=finite_number(item.get("distance")),
+        )
+    return out
+
+
+ADAPTER = Adapter(
+    name="brightsky",
+    title="Weather",
+    provider="Deutscher Wetterdienst (via Bright Sky)",
+    dataset="Current weather (SYNOP observations)",
+    license="DWD terms of use (GeoNutzV); Bright Sky is free to use",
+    attribution="Quelle: Deutscher Wetterdienst, via Bright Sky (brightsky.dev)",
+    info_url="https://brightsky.dev/docs/#/operations/getCurrentWeather",
+    fields=frozenset(NUMERIC) | frozenset(ENUMS),
+    options=Options,
+    request=request,
+    parse=parse,
+)

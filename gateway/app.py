@@ -1,0 +1,354 @@
+"""The running gateway: schedules sources, keeps state, publishes, and follows HA's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from gateway import __version__, discovery, topics
+from gateway.catalog import Catalog, SourceSpec
+from gateway.config import Broker
+from gateway.errors import SourceError
+from gateway.fetch import Validators, fetch, make_session
+from gateway.http import HttpServer
+from gateway.metrics import Metrics
+from gateway.mqtt import Kind, MqttLink
+from gateway.payloads import encode_json, iso
+from gateway.records import Reading
+from gateway.schedule import cron_trigger, interval_trigger
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+RECONCILE_TIMEOUT = 10.0
+HEARTBEAT_TICK_MAX = 60.0
+
+
+@dataclass(slots=True)
+class SourceState:
+    """Runtime health of one source."""
+
+    session: requests.Session = field(default_factory=make_session)
+    validators: Validators = field(default_factory=Validators)
+    online: bool | None = None
+    failures: int = 0
+    errors_total: int = 0
+    last_success: datetime | None = None
+    last_error: str | None = None
+    blocked_until: float = 0.0
+    runs: int = 0
+
+
+class Gateway:
+    """One gateway instance. ``run`` returns when ``stop`` is set."""
+
+    def __init__(self, catalog: Catalog, broker: Broker, *, http_host: str = "0.0.0.0",
+                 http_port: int | None = None, metrics: Metrics | None = None) -> None:
+        self.catalog = catalog
+        self.settings = catalog.settings
+        self.metrics = metrics or Metrics()
+        self.store = Store(self.settings.mqtt.heartbeat)
+        self.sources = {key: SourceState() for key in catalog.sources}
+        self.started_at = datetime.now(UTC).replace(microsecond=0)
+        self.configs = {t: discovery.encode(p) for t, p in discovery.configs(catalog).items()} \
+            if self.settings.mqtt.discovery else {}
+        self._http_host = http_host
+        self._http_port = http_port
+        self.http: HttpServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor = ThreadPoolExecutor(max_workers=max(2, len(catalog.sources) + 1),
+                                            thread_name_prefix="fetch")
+        self._sync_token = f"{catalog.base}/{topics.GATEWAY}/sync/{secrets.token_hex(6)}"
+        self._sync_event: asyncio.Event | None = None
+        self._seen_configs: dict[str, bytes] | None = None
+        self._config_filter = f"{catalog.prefix}/+/{catalog.node_id}/+/config"
+        self._birth_topic = f"{catalog.prefix}/status"
+        self._announce: asyncio.TimerHandle | None = None
+        self._first_connect_done = False
+        self._stopping = False
+        mqtt = self.settings.mqtt
+        self.link = MqttLink(
+            broker,
+            client_id=mqtt.client_id or f"{self.settings.city.slug}-gateway-{secrets.token_hex(3)}",
+            will_topic=catalog.gateway_status_topic, metrics=self.metrics, qos=mqtt.qos,
+            keepalive=mqtt.keepalive, reconnect_min=mqtt.reconnect_min, reconnect_max=mqtt.reconnect_max,
+            on_connect=self._on_connect_threadsafe, on_message=self._on_message_threadsafe)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sync_event = asyncio.Event()
+        if self._http_port is not None:
+            self.http = HttpServer(self._http_host, self._http_port, self.metrics.registry)
+            self.http.start()
+            log.info("metrics on http://%s:%s/metrics", self._http_host, self.http.port)
+        self._publish_static()
+        if self.settings.mqtt.discovery:
+            self.link.subscribe(self._birth_topic)
+        self.link.start()
+        scheduler = AsyncIOScheduler(event_loop=self._loop, timezone=UTC)
+        for key, spec in self.catalog.sources.items():
+            scheduler.add_job(self.run_source, self._trigger(spec), args=[key], id=key, name=key,
+                              max_instances=1, coalesce=True, misfire_grace_time=max(1, int(spec.interval)),
+                              next_run_time=datetime.now(UTC))
+        tick = min(HEARTBEAT_TICK_MAX, max(1.0, self.settings.mqtt.heartbeat / 4))
+        scheduler.add_job(self.tick, IntervalTrigger(seconds=tick), id="_tick", max_instances=1, coalesce=True)
+        scheduler.start()
+        log.info("gateway %s for %s: %d sources, %d entities, base topic '%s'", __version__,
+                 self.settings.city.name, len(self.catalog.sources), len(self.catalog.entities()),
+                 self.catalog.base)
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            scheduler.shutdown(wait=False)
+            if self._announce is not None:
+                self._announce.cancel()
+            await asyncio.to_thread(self.link.stop)
+            if self.http is not None:
+                self.http.stop()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            log.info("gateway stopped")
+
+    def _trigger(self, spec: SourceSpec) -> BaseTrigger:
+        jitter = spec.config.effective_jitter()
+        if spec.config.cron is not None:
+            return cron_trigger(spec.config.cron, self.settings.city.timezone, jitter)
+        return interval_trigger(spec.interval, jitter)
+
+    def _publish_static(self) -> None:
+        """Retained messages known before any fetch: info and diagnostic counters."""
+        info = {
+            "version": __version__,
+            "started_at": iso(self.started_at),
+            "city": self.settings.city.model_dump(),
+            "base_topic": self.catalog.base,
+            "discovery_prefix": self.catalog.prefix if self.settings.mqtt.discovery else None,
+            "heartbeat_s": self.settings.mqtt.heartbeat,
+            "sources": {
+                key: {"adapter": s.adapter.name, "schedule": s.schedule_text(), "interval_s": s.interval,
+                      "max_age_s": s.max_age, "expire_after_s": s.expire_after,
+                      "entities": [e.key for e in s.entities], "provider": s.adapter.provider,
+                      "license": s.adapter.license}
+                for key, s in self.catalog.sources.items()},
+        }
+        self.link.publish(self.catalog.gateway_info_topic, encode_json(info), Kind.INFO)
+        for key, spec in self.catalog.sources.items():
+            self.link.publish(spec.fetch_errors_topic, str(self.sources[key].errors_total).encode(),
+                              Kind.DIAGNOSTIC)
+            self.metrics.entities.labels(source=key).set(len(spec.entities))
+
+    # ------------------------------------------------------------------ broker events (paho thread)
+
+    def _on_connect_threadsafe(self, first: bool) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._on_connect()))
+
+    def _on_message_threadsafe(self, topic: str, payload: bytes, retain: bool) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_message, topic, payload, retain)
+
+    # ------------------------------------------------------------------ broker events (event loop)
+
+    async def _on_connect(self) -> None:
+        kinds = tuple(Kind)
+        if not self._first_connect_done:
+            self._first_connect_done = True
+            if self.settings.mqtt.discovery:
+                # Changed configs went out during reconciliation; unchanged ones are on the broker.
+                await self._reconcile_discovery()
+                kinds = tuple(k for k in Kind if k is not Kind.DISCOVERY)
+        if self._stopping:
+            return
+        count = self.link.republish(kinds)
+        log.info("published %d retained messages (discovery %d)", count, len(self.configs))
+
+    async def _reconcile_discovery(self) -> None:
+        """Publish only changed configs and clear retained configs of ours that are no longer configured.
+
+        The broker sends retained messages for a new subscription before anything published after
+        it, so a marker message of our own tells us the snapshot is complete.
+        """
+        assert self._sync_event is not None
+        self._seen_configs = {}
+        self._sync_event.clear()
+        self.link.subscribe(self._sync_token)
+        self.link.subscribe(self._config_filter)
+        self.link.publish(self._sync_token, b"sync", Kind.INFO, retain=False)
+        try:
+            await asyncio.wait_for(self._sync_event.wait(), RECONCILE_TIMEOUT)
+            complete = self.link.connected
+        except TimeoutError:
+            complete = False
+        self.link.unsubscribe(self._config_filter)
+        self.link.unsubscribe(self._sync_token)
+        seen, self._seen_configs = self._seen_configs, None
+        if self._stopping:
+            return
+        if not complete:
+            log.warning("could not read the broker's retained discovery configs; publishing all, "
+                        "clearing nothing")
+            for topic, payload in self.configs.items():
+                self.link.publish(topic, payload, Kind.DISCOVERY)
+            return
+        orphans = sorted(set(seen) - set(self.configs))
+        for topic in orphans:
+            self.link.publish(topic, b"", Kind.DISCOVERY)
+        unchanged = 0
+        for topic, payload in self.configs.items():
+            if seen.get(topic) == payload:
+                self.link.keep(topic, payload, Kind.DISCOVERY)
+                unchanged += 1
+            else:
+                self.link.publish(topic, payload, Kind.DISCOVERY)
+        log.info("discovery: %d configs (%d unchanged), %d orphaned configs removed",
+                 len(self.configs), unchanged, len(orphans))
+
+    def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
+        if topic == self._sync_token:
+            if self._sync_event is not None:
+                self._sync_event.set()
+        elif topic == self._birth_topic:
+            if payload.strip().lower() == b"online":
+                self._schedule_announce()
+        elif self._seen_configs is not None and retain and topic.endswith("/config") and payload:
+            self._seen_configs[topic] = payload
+
+    def _schedule_announce(self) -> None:
+        assert self._loop is not None
+        if self._announce is not None:
+            self._announce.cancel()
+        delay = random.uniform(0.5, 1.0) * self.settings.mqtt.birth_delay
+        log.info("Home Assistant came online; re-announcing in %.1fs", delay)
+        self._announce = self._loop.call_later(delay, self._reannounce)
+
+    def _reannounce(self) -> None:
+        self._announce = None
+        sent = self.link.republish((Kind.DISCOVERY,))
+        sent += self.link.republish((Kind.AVAILABILITY, Kind.STATE, Kind.ATTRIBUTES, Kind.DIAGNOSTIC))
+        log.info("re-announced %d messages to Home Assistant", sent)
+
+    # ------------------------------------------------------------------ sources
+
+    async def run_source(self, key: str) -> None:
+        """Fetch, parse and publish one source; every failure stays inside this source."""
+        assert self._loop is not None
+        spec = self.catalog.sources[key]
+        state = self.sources[key]
+        if time.monotonic() < state.blocked_until:
+            log.debug("%s: waiting for Retry-After", key)
+            return
+        state.runs += 1
+        fetched_at = datetime.now(UTC).replace(microsecond=0)
+        started = time.perf_counter()
+        try:
+            url, readings = await self._loop.run_in_executor(
+                self._executor, self._fetch_and_parse, spec, state, fetched_at)
+        except SourceError as exc:
+            self._failed(spec, state, exc.kind, str(exc), getattr(exc, "retry_after", None))
+            return
+        except asyncio.CancelledError:
+            log.debug("%s: fetch cancelled by shutdown", key)
+            return
+        except Exception as exc:  # an adapter bug must not take the gateway down
+            log.exception("%s: adapter failed unexpectedly", key)
+            self._failed(spec, state, "internal", f"{type(exc).__name__}: {exc}", None)
+            return
+        finally:
+            self.metrics.fetch_duration.labels(source=key).observe(time.perf_counter() - started)
+        if readings is None:
+            self.metrics.not_modified.labels(source=key).inc()
+            self._succeeded(spec, state, fetched_at, outcome="not_modified")
+            return
+        out = self.store.apply(spec, readings, fetched_at, url, time.monotonic())
+        self.link.publish_many(out.states, Kind.STATE)
+        self.link.publish_many(out.attributes, Kind.ATTRIBUTES)
+        for entity, reason in out.rejected:
+            self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
+            log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
+        self._succeeded(spec, state, fetched_at, outcome="ok")
+
+    def _fetch_and_parse(self, spec: SourceSpec, state: SourceState,
+                         fetched_at: datetime) -> tuple[str, list[Reading] | None]:
+        request = spec.adapter.request(spec.options, spec.config.base_url)
+        if request is None:
+            return spec.adapter.info_url, list(spec.adapter.parse(b"", spec.options, fetched_at))
+        response = fetch(state.session, request, timeout=spec.config.timeout, validators=state.validators)
+        if response.body is None:
+            return response.url, None
+        readings = list(spec.adapter.parse(response.body, spec.options, fetched_at))
+        state.validators = response.validators
+        return response.url, readings
+
+    def _succeeded(self, spec: SourceSpec, state: SourceState, fetched_at: datetime, outcome: str) -> None:
+        state.failures = 0
+        state.last_success = fetched_at
+        state.last_error = None
+        self.metrics.fetches.labels(source=spec.key, outcome=outcome).inc()
+        self.metrics.last_success.labels(source=spec.key).set(fetched_at.timestamp())
+        self.link.publish(spec.last_fetch_topic, iso(fetched_at).encode(), Kind.DIAGNOSTIC)  # type: ignore[union-attr]
+        self._update_status(spec, state, fetched_at)
+
+    def _failed(self, spec: SourceSpec, state: SourceState, kind: str, detail: str,
+                retry_after: float | None) -> None:
+        state.failures += 1
+        state.errors_total += 1
+        state.last_error = f"{kind}: {detail}"
+        self.metrics.fetches.labels(source=spec.key, outcome="error").inc()
+        self.metrics.fetch_errors.labels(source=spec.key, kind=kind).inc()
+        self.link.publish(spec.fetch_errors_topic, str(state.errors_total).encode(), Kind.DIAGNOSTIC)
+        if retry_after:
+            state.blocked_until = time.monotonic() + min(retry_after, 6 * 3600)
+        level = logging.WARNING if state.failures in (1, spec.config.failure_threshold) else logging.DEBUG
+        log.log(level, "%s: fetch failed (%s), %d in a row", spec.key, state.last_error, state.failures)
+        if state.failures >= spec.config.failure_threshold:
+            self._set_online(spec, state, False, f"{state.failures} failed fetches")
+
+    def _update_status(self, spec: SourceSpec, state: SourceState, now: datetime) -> None:
+        newest = self.store.newest_observed(spec)
+        if newest is None:
+            fresh = state.online is True and state.failures == 0
+            self._set_online(spec, state, fresh, "no values yet")
+            return
+        age = (now - newest).total_seconds()
+        self._set_online(spec, state, age <= spec.max_age, f"data is {age:.0f}s old (max {spec.max_age:g}s)")
+
+    def _set_online(self, spec: SourceSpec, state: SourceState, online: bool, why: str) -> None:
+        if state.online is online:
+            return
+        state.online = online
+        self.metrics.source_up.labels(source=spec.key).set(1 if online else 0)
+        self.link.publish(spec.status_topic, (topics.ONLINE if online else topics.OFFLINE).encode(),
+                          Kind.AVAILABILITY)
+        if online:
+            log.info("%s: online", spec.key)
+        else:
+            log.warning("%s: offline (%s)", spec.key, why)
+
+    async def tick(self) -> None:
+        """Heartbeat unchanged fresh states and take stale sources offline."""
+        now = datetime.now(UTC)
+        self.link.publish_many(self.store.due_for_heartbeat(self.catalog.sources.values(), time.monotonic(), now),
+                               Kind.STATE)
+        for key, spec in self.catalog.sources.items():
+            state = self.sources[key]
+            if state.online:
+                self._update_status(spec, state, now)
+
+    def status(self) -> dict[str, Any]:
+        return {key: {"online": s.online, "failures": s.failures, "errors_total": s.errors_total,
+                      "last_success": iso(s.last_success), "last_error": s.last_error}
+                for key, s in self.sources.items()}

@@ -1,0 +1,246 @@
+"""Command line: ``soest-gateway [run|check-config|topics|fetch|discovery|purge]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway import __version__, catalog, contract, discovery
+from gateway.config import BROKER_ENV, DEFAULT_CONFIG, Broker, Loaded, load, load_broker
+from gateway.errors import ConfigError, GatewayError, SourceError
+
+log = logging.getLogger("gateway")
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+DEFAULT_HTTP_PORT = 9142
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                                               datefmt="%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # paho and apscheduler are chatty at INFO; their news reaches the user through our own lines.
+    for noisy in ("apscheduler", "tzlocal", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _broker_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("broker (each also read from the environment variable shown)")
+    for field, var in BROKER_ENV.items():
+        flag = "--mqtt-" + field.replace("_", "-")
+        if field in ("tls", "tls_insecure"):
+            group.add_argument(flag, dest=f"mqtt_{field}", action="store_const", const=True, default=None,
+                               help=f"[{var}]")
+        else:
+            group.add_argument(flag, dest=f"mqtt_{field}", metavar=field.upper(), help=f"[{var}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", default=os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG),
+                        help="path to topics.yaml [GATEWAY_CONFIG] (default: %(default)s)")
+    common.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"], help="[GATEWAY_LOG_LEVEL]")
+    common.add_argument("--log-format", default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
+                        choices=["text", "json"], help="[GATEWAY_LOG_FORMAT]")
+    parser = argparse.ArgumentParser(prog="soest-gateway", parents=[common],
+                                     description="Open city data to MQTT with Home Assistant discovery.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the gateway (the default)")
+    _broker_flags(run)
+    run.add_argument("--http-port", default=None,
+                     help=f"metrics/health port, 'off' to disable [GATEWAY_HTTP_PORT] (default {DEFAULT_HTTP_PORT})")
+    run.add_argument("--http-host", default=None, help="metrics bind address [GATEWAY_HTTP_HOST] (default 0.0.0.0)")
+
+    sub.add_parser("check-config", parents=[common], help="validate topics.yaml and the broker settings")
+    sub.add_parser("topics", parents=[common], help="list every topic the config produces")
+    fetch = sub.add_parser("fetch", parents=[common], help="fetch one source once and print its readings")
+    fetch.add_argument("source", help="source key from topics.yaml")
+    fetch.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    disc = sub.add_parser("discovery", parents=[common], help="show the Home Assistant discovery configs")
+    disc.add_argument("--print", dest="print_", action="store_true", help="print topic and payload (default)")
+    purge = sub.add_parser("purge", parents=[common],
+                           help="remove every retained state and discovery topic of ours from the broker")
+    _broker_flags(purge)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    try:
+        return _main(argv, env)
+    except BrokenPipeError:
+        # `soest-gateway topics | head` closes the pipe early; that is not an error.
+        sys.stderr.close()
+        return 0
+
+
+def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    setup_logging(args.log_level, args.log_format)
+    try:
+        loaded = load(args.config)
+        cat = catalog.build(loaded)
+        if command == "check-config":
+            load_broker(env)
+            return _check_config(loaded, cat)
+        if command == "topics":
+            return _topics(cat)
+        if command == "fetch":
+            return _fetch(cat, args.source, args.json)
+        if command == "discovery":
+            return _discovery(cat)
+        broker = load_broker(env, _broker_overrides(args))
+        if command == "purge":
+            return _purge(cat, broker)
+        return _run(cat, broker, args, env)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _broker_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in BROKER_ENV:
+        value = getattr(args, f"mqtt_{field}", None)
+        if value is not None:
+            out[field] = value
+    return out
+
+
+def _check_config(loaded: Loaded, cat: catalog.Catalog) -> int:
+    configs = discovery.configs(cat) if cat.settings.mqtt.discovery else {}
+    print(f"{loaded.path}: OK — {len(cat.sources)} sources, {len(cat.entities())} entities, "
+          f"{len(configs)} discovery configs, base topic '{cat.base}'")
+    return 0
+
+
+def _topics(cat: catalog.Catalog) -> int:
+    configs = discovery.configs(cat) if cat.settings.mqtt.discovery else {}
+    rows = contract.expand(cat, list(configs))
+    width = max(len(r.topic) for r in rows)
+    print(f"{'TOPIC':<{width}}  RETAIN  QOS  MEANING")
+    for row in rows:
+        print(f"{row.topic:<{width}}  {'yes' if row.retained else 'no':<6}  {row.qos:<3}  {row.meaning}")
+    return 0
+
+
+def _fetch(cat: catalog.Catalog, key: str, as_json: bool) -> int:
+    from gateway.fetch import fetch, make_session
+
+    spec = cat.sources.get(key)
+    if spec is None:
+        raise ConfigError(f"unknown or disabled source {key!r} (one of: {', '.join(sorted(cat.sources))})")
+    fetched_at = datetime.now(UTC).replace(microsecond=0)
+    request = spec.adapter.request(spec.options, spec.config.base_url)
+    try:
+        if request is None:
+            body = b""
+        else:
+            response = fetch(make_session(), request, timeout=spec.config.timeout)
+            body = response.body or b""
+        readings = spec.adapter.parse(body, spec.options, fetched_at)
+    except SourceError as exc:
+        print(f"error: {key}: {exc} ({exc.kind})", file=sys.stderr)
+        return EXIT_FAILURE
+    rows = []
+    for reading in readings:
+        for entity in spec.by_field.get(reading.field, ()):
+            rows.append({"entity": entity.key, "topic": entity.state_topic, "value": reading.value,
+                         "unit": entity.measurement.unit, "observed_at": reading.observed_at,
+                         "station": reading.station.name if reading.station else None})
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return 0
+    for row in rows:
+        value = "—" if row["value"] is None else f"{row['value']}{' ' + row['unit'] if row['unit'] else ''}"
+        print(f"{row['entity']:<20} {value:<28} {row['observed_at']}  {row['station'] or ''}")
+    return 0
+
+
+def _discovery(cat: catalog.Catalog) -> int:
+    for topic, payload in discovery.configs(cat).items():
+        print(topic)
+        print(json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True))
+    return 0
+
+
+def _purge(cat: catalog.Catalog, broker: Broker) -> int:
+    from gateway.mqtt import purge
+
+    filters = [f"{cat.base}/#", f"{cat.prefix}/+/{cat.node_id}/+/config"]
+    cleared = purge(broker, filters, client_id=f"{cat.node_id}-purge-{os.getpid()}")
+    for topic in cleared:
+        print(f"cleared {topic}")
+    print(f"{len(cleared)} retained topics removed")
+    return 0
+
+
+def _http_port(args: argparse.Namespace, env: Mapping[str, str]) -> int | None:
+    raw = args.http_port if args.http_port is not None else env.get("GATEWAY_HTTP_PORT", str(DEFAULT_HTTP_PORT))
+    if str(raw).strip().lower() in ("off", "none", "disabled", ""):
+        return None
+    if not str(raw).isdigit() or int(raw) > 65535:
+        origin = "--http-port" if args.http_port is not None else "GATEWAY_HTTP_PORT"
+        raise ConfigError(f"{origin}: {raw!r} is not a port number (0-65535, or 'off')")
+    return int(raw)
+
+
+def _run(cat: catalog.Catalog, broker: Broker, args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from gateway.app import Gateway
+
+    http_port = _http_port(args, env)
+    http_host = args.http_host or env.get("GATEWAY_HTTP_HOST", "0.0.0.0")
+    try:
+        gateway = Gateway(cat, broker, http_host=http_host, http_port=http_port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {http_host}:{http_port}: {exc.strerror or exc}") from None
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await gateway.run(stop)
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,117 @@
+"""Home Assistant MQTT discovery configs, built as pure data from the catalogue."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway import PROJECT_URL, __version__, topics
+from gateway.catalog import Catalog, EntitySpec, SourceSpec
+
+ORIGIN_NAME = "Soest MQTT Gateway"
+MANUFACTURER = "Soest MQTT Gateway project"
+
+# Measurement field -> HA discovery key. Kept as data so the mapping is visible in one place.
+MEASUREMENT_KEYS = (
+    ("device_class", "device_class"),
+    ("unit", "unit_of_measurement"),
+    ("state_class", "state_class"),
+    ("precision", "suggested_display_precision"),
+    ("icon", "icon"),
+    ("entity_category", "entity_category"),
+)
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """Stable JSON bytes, so that an unchanged config compares equal byte for byte."""
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """Every discovery topic the catalogue produces, with its config payload."""
+    out: dict[str, dict[str, Any]] = {}
+    gateway_device = _gateway_device(catalog)
+    origin = {"name": ORIGIN_NAME, "sw_version": __version__, "support_url": PROJECT_URL}
+    gateway_availability = {"topic": catalog.gateway_status_topic}
+
+    def add(component: str, object_id: str, payload: dict[str, Any]) -> None:
+        payload.update(unique_id=object_id, object_id=object_id,
+                       default_entity_id=f"{component}.{object_id}", origin=origin)
+        out[topics.discovery_topic(catalog.prefix, component, catalog.node_id, object_id)] = payload
+
+    add("binary_sensor", f"{catalog.gateway_device_id}_connection", {
+        "name": "Broker connection",
+        "state_topic": catalog.gateway_status_topic,
+        "payload_on": topics.ONLINE,
+        "payload_off": topics.OFFLINE,
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        "device": gateway_device,
+    })
+    for source in catalog.sources.values():
+        device = _source_device(catalog, source)
+        for entity in source.entities:
+            add(entity.component, entity.unique_id, _entity_config(catalog, source, entity, device))
+        add("sensor", f"{source.device_id}_{topics.LAST_FETCH}", {
+            "name": "Last fetch",
+            "state_topic": source.last_fetch_topic,
+            "device_class": "timestamp",
+            "entity_category": "diagnostic",
+            "availability": [gateway_availability],
+            "device": device,
+        })
+        add("sensor", f"{source.device_id}_{topics.FETCH_ERRORS}", {
+            "name": "Fetch errors",
+            "state_topic": source.fetch_errors_topic,
+            "state_class": "total_increasing",
+            "entity_category": "diagnostic",
+            "icon": "mdi:alert-circle-outline",
+            "availability": [gateway_availability],
+            "device": device,
+        })
+    return out
+
+
+def _entity_config(catalog: Catalog, source: SourceSpec, entity: EntitySpec,
+                   device: dict[str, Any]) -> dict[str, Any]:
+    m = entity.measurement
+    payload: dict[str, Any] = {
+        "name": entity.name,
+        "state_topic": entity.state_topic,
+        "json_attributes_topic": entity.attributes_topic,
+        "availability": [{"topic": catalog.gateway_status_topic}, {"topic": source.status_topic}],
+        "availability_mode": "all",
+        "expire_after": source.expire_after,
+        "device": device,
+    }
+    for attr, key in MEASUREMENT_KEYS:
+        value = getattr(m, attr)
+        if value is not None:
+            payload[key] = value
+    if m.options is not None:
+        payload["options"] = list(m.options)
+    if not entity.enabled_by_default:
+        payload["enabled_by_default"] = False
+    return payload
+
+
+def _gateway_device(catalog: Catalog) -> dict[str, Any]:
+    return {
+        "identifiers": [catalog.gateway_device_id],
+        "name": f"{catalog.settings.city.name} Gateway",
+        "manufacturer": MANUFACTURER,
+        "model": "Open-data MQTT gateway",
+        "sw_version": __version__,
+        "configuration_url": PROJECT_URL,
+    }
+
+
+def _source_device(catalog: Catalog, source: SourceSpec) -> dict[str, Any]:
+    return {
+        "identifiers": [source.device_id],
+        "name": source.device_name,
+        "manufacturer": source.adapter.provider,
+        "model": source.adapter.dataset,
+        "configuration_url": source.adapter.info_url,
+        "via_device": catalog.gateway_device_id,
+    }

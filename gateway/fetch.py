@@ -1,0 +1,123 @@
+"""HTTP fetching for adapters: timeouts, a size cap, conditional requests and error kinds.
+
+Blocking (requests); the core runs it in a worker thread. Every failure becomes a FetchError whose
+``kind`` is a short, bounded label for metrics.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import requests
+
+from gateway import PROJECT_URL, __version__
+from gateway.errors import FetchError
+from gateway.records import Request
+
+USER_AGENT = f"soest-mqtt-gateway/{__version__} (+{PROJECT_URL})"
+DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+CHUNK = 64 * 1024
+JSON_TYPES = ("json", "text/plain", "application/octet-stream")
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What upstream told us last time, for If-None-Match / If-Modified-Since."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    url: str
+    status: int
+    body: bytes | None  # None means 304 Not Modified
+    validators: Validators
+
+
+def make_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def fetch(session: requests.Session, request: Request, *, timeout: float,
+          validators: Validators | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Response:
+    """GET ``request``; raise FetchError for anything but a usable body or a 304."""
+    headers = {"Accept": request.accept, **request.headers}
+    if validators is not None:
+        if validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+    url = request.url
+    try:
+        with session.get(url, params=dict(request.params), headers=headers, timeout=(min(timeout, 10.0), timeout),
+                         stream=True, allow_redirects=True) as resp:
+            url = resp.url
+            if resp.status_code == 304:
+                return Response(url, 304, None, validators or Validators())
+            if resp.status_code >= 400:
+                retry = _retry_after(resp.headers.get("Retry-After"))
+                kind = "http_429" if resp.status_code == 429 else f"http_{resp.status_code // 100}xx"
+                raise FetchError(url, kind, f"HTTP {resp.status_code} {resp.reason}", retry_after=retry)
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise FetchError(url, "too_large", f"body of {declared} bytes exceeds the {max_bytes}-byte cap")
+            ctype = resp.headers.get("Content-Type", "").lower()
+            if "json" in request.accept and ctype and not any(t in ctype for t in JSON_TYPES):
+                raise FetchError(url, "content_type", f"expected JSON, got Content-Type {ctype[:60]!r}")
+            body = _read_capped(resp, url, max_bytes, timeout)
+            return Response(url, resp.status_code, body,
+                            Validators(resp.headers.get("ETag"), resp.headers.get("Last-Modified")))
+    except FetchError:
+        raise
+    except requests.exceptions.Timeout:
+        raise FetchError(url, "timeout", f"no answer within {timeout:g}s") from None
+    except requests.exceptions.ConnectionError as exc:
+        kind = "reset" if "reset" in str(exc).lower() or "aborted" in str(exc).lower() else "connection"
+        raise FetchError(url, kind, _short(exc)) from None
+    except requests.exceptions.RequestException as exc:
+        raise FetchError(url, "http", _short(exc)) from None
+
+
+def _read_capped(resp: requests.Response, url: str, max_bytes: int, timeout: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    deadline = time.monotonic() + 3 * timeout
+    try:
+        for chunk in resp.iter_content(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(url, "too_large", f"body exceeds the {max_bytes}-byte cap")
+            if time.monotonic() > deadline:
+                raise FetchError(url, "timeout", "body took too long to arrive")
+            chunks.append(chunk)
+    except requests.exceptions.ChunkedEncodingError as exc:
+        raise FetchError(url, "reset", f"connection broken while reading: {_short(exc)}") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise FetchError(url, "reset", _short(exc)) from None
+    return b"".join(chunks)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 160 else text[:157] + "..."

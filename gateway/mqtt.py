@@ -1,0 +1,330 @@
+"""The broker connection: the only module that imports paho-mqtt.
+
+One long-lived MQTT 5 session with a Last Will. A thread of ours runs paho's network loop and
+reconnects with capped exponential backoff and jitter. Retained messages are kept as
+latest-value-per-topic, so nothing queues up while the broker is away: on every connect the
+whole retained tree is sent again, because the broker may have lost it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from enum import IntEnum
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.config import Broker
+from gateway.errors import PublishError
+from gateway.metrics import Metrics
+from gateway.topics import OFFLINE, ONLINE, check_topic
+
+log = logging.getLogger(__name__)
+
+
+class Kind(IntEnum):
+    """Topic classes, in the order they are re-sent after a connect."""
+
+    AVAILABILITY = 0
+    INFO = 1
+    DISCOVERY = 2
+    STATE = 3
+    ATTRIBUTES = 4
+    DIAGNOSTIC = 5
+
+
+KIND_LABELS = {k: k.name.lower() for k in Kind}
+
+
+class MqttLink:
+    """Publishes to and subscribes at one broker, surviving its outages."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        client_id: str,
+        will_topic: str,
+        metrics: Metrics,
+        qos: int = 1,
+        keepalive: int = 60,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 60.0,
+        on_connect: Callable[[bool], None] | None = None,
+        on_message: Callable[[str, bytes, bool], None] | None = None,
+    ) -> None:
+        self._broker = broker
+        self._will_topic = will_topic
+        self._metrics = metrics
+        self._qos = qos
+        self._keepalive = keepalive
+        self._backoff = (reconnect_min, reconnect_max)
+        self._on_connect = on_connect
+        self._on_message = on_message
+        self._lock = threading.Lock()
+        self._retained: list[dict[str, bytes]] = [{} for _ in Kind]
+        self._clears: set[str] = set()
+        self._subscriptions: list[str] = []
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connections = 0
+        self._failures = 0
+        self._counters = {k: metrics.publishes.labels(kind=KIND_LABELS[k]) for k in Kind}
+        self._client = self._make_client(client_id)
+
+    # ------------------------------------------------------------------ setup
+
+    def _make_client(self, client_id: str) -> paho.Client:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
+                             reconnect_on_failure=False)
+        configure_security(client, self._broker)
+        client.will_set(self._will_topic, OFFLINE, qos=1, retain=True)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        # Latest-value semantics: never let paho buffer an unbounded backlog.
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(1000)
+        return client
+
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def subscribe(self, topic_filter: str) -> None:
+        """Subscribe now and after every reconnect."""
+        with self._lock:
+            if topic_filter not in self._subscriptions:
+                self._subscriptions.append(topic_filter)
+        if self.connected:
+            self._client.subscribe(topic_filter, qos=1)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        with self._lock:
+            if topic_filter in self._subscriptions:
+                self._subscriptions.remove(topic_filter)
+        if self.connected:
+            self._client.unsubscribe(topic_filter)
+
+    def publish(self, topic: str, payload: bytes, kind: Kind, *, retain: bool = True) -> None:
+        """Send now if connected; retained payloads are also kept for the next connect."""
+        connected = self._connected.is_set()
+        if retain:
+            with self._lock:
+                if payload:
+                    self._retained[kind][topic] = payload
+                    self._clears.discard(topic)
+                else:
+                    self._retained[kind].pop(topic, None)
+                    if not connected:
+                        self._clears.add(topic)
+        if connected:
+            self._send(topic, payload, kind, retain)
+
+    def keep(self, topic: str, payload: bytes, kind: Kind) -> None:
+        """Remember a retained message the broker already holds, without sending it."""
+        with self._lock:
+            self._retained[kind][topic] = payload
+            self._clears.discard(topic)
+
+    def publish_many(self, messages: Iterable[tuple[str, bytes]], kind: Kind) -> None:
+        """Retained publish of a batch, taking the lock once."""
+        batch = list(messages)
+        with self._lock:
+            store = self._retained[kind]
+            for topic, payload in batch:
+                store[topic] = payload
+        if self._connected.is_set():
+            for topic, payload in batch:
+                self._send(topic, payload, kind, True)
+
+    def retained(self, kind: Kind) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._retained[kind])
+
+    def republish(self, kinds: Iterable[Kind] = tuple(Kind)) -> int:
+        """Send every kept retained message of ``kinds`` again, in kind order. Returns the count."""
+        if not self._connected.is_set():
+            return 0
+        with self._lock:
+            clears = list(self._clears) if Kind.DISCOVERY in kinds else []
+            snapshot = [(k, list(self._retained[k].items())) for k in sorted(kinds)]
+        sent = 0
+        for topic in clears:
+            self._send(topic, b"", Kind.DISCOVERY, True)
+        with self._lock:
+            self._clears.difference_update(clears)
+        for kind, items in snapshot:
+            for topic, payload in items:
+                self._send(topic, payload, kind, True)
+                sent += 1
+        return sent
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish ``offline``, wait for in-flight messages, disconnect and end the thread."""
+        self._stopping.set()
+        if self._connected.is_set():
+            info = self._client.publish(self._will_topic, OFFLINE, qos=1, retain=True)
+            self._counters[Kind.AVAILABILITY].inc()
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                log.warning("could not confirm the offline status before shutdown")
+        self._client.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._connected.clear()
+        self._metrics.connected.set(0)
+
+    # ------------------------------------------------------------------ internals
+
+    def _send(self, topic: str, payload: bytes, kind: Kind, retain: bool) -> None:
+        check_topic(topic)
+        info = self._client.publish(topic, payload, qos=self._qos, retain=retain)
+        if info.rc == paho.MQTT_ERR_SUCCESS or info.rc == paho.MQTT_ERR_NO_CONN:
+            self._counters[kind].inc()
+        else:
+            log.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
+
+    def _delay(self, attempt: int) -> float:
+        low, high = self._backoff
+        cap = min(high, low * (2 ** min(attempt, 30)))
+        return random.uniform(cap / 2, cap)
+
+    def _run(self) -> None:
+        b = self._broker
+        while not self._stopping.is_set():
+            try:
+                self._client.connect(b.host, b.port, keepalive=self._keepalive, clean_start=True)
+            except (OSError, ValueError) as exc:
+                self._failures += 1
+                level = logging.WARNING if self._failures in (1, 10) or self._failures % 100 == 0 \
+                    else logging.DEBUG
+                log.log(level, "cannot reach MQTT broker %s:%s (%s); retrying with backoff",
+                        b.host, b.port, _reason(exc))
+                self._stopping.wait(self._delay(self._failures))
+                continue
+            self._client.loop_forever()
+            if not self._stopping.is_set():
+                self._failures += 1
+                self._stopping.wait(self._delay(self._failures))
+
+    def _handle_connect(self, client: paho.Client, userdata: object, flags: object,
+                        reason: ReasonCode, properties: object) -> None:
+        if reason.is_failure:
+            log.error("MQTT broker %s:%s refused the connection: %s",
+                      self._broker.host, self._broker.port, reason)
+            return
+        self._failures = 0
+        self._connections += 1
+        if self._connections > 1:
+            self._metrics.reconnects.inc()
+        log.info("connected to MQTT broker %s:%s", self._broker.host, self._broker.port)
+        with self._lock:
+            subscriptions = list(self._subscriptions)
+        for topic_filter in subscriptions:
+            client.subscribe(topic_filter, qos=1)
+        client.publish(self._will_topic, ONLINE, qos=1, retain=True)
+        self._counters[Kind.AVAILABILITY].inc()
+        self._connected.set()
+        self._metrics.connected.set(1)
+        if self._on_connect is not None:
+            self._on_connect(self._connections == 1)
+
+    def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object,
+                           reason: ReasonCode, properties: object) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        self._metrics.connected.set(0)
+        if was_connected and not self._stopping.is_set():
+            log.warning("lost the MQTT connection (%s); keeping the latest values and reconnecting", reason)
+
+    def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        if self._on_message is not None:
+            self._on_message(message.topic, message.payload, bool(message.retain))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted: {exc.verify_message}"
+    return str(exc) or type(exc).__name__
+
+
+def configure_security(client: paho.Client, b: Broker) -> None:
+    """Credentials and TLS for a paho client."""
+    if b.username is not None:
+        client.username_pw_set(b.username, b.password.get_secret_value() if b.password else None)
+    if b.use_tls:
+        context = ssl.create_default_context(cafile=str(b.tls_ca) if b.tls_ca else None)
+        if b.tls_cert is not None:
+            context.load_cert_chain(str(b.tls_cert), str(b.tls_key) if b.tls_key else None)
+        if b.tls_insecure:
+            # Only on explicit request (GATEWAY_MQTT_TLS_INSECURE): skips name and chain checks.
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        client.tls_set_context(context)
+
+
+def purge(broker: Broker, filters: list[str], client_id: str, timeout: float = 10.0) -> list[str]:
+    """Remove every retained message under ``filters``; returns the cleared topics.
+
+    A marker message published after subscribing tells us when the broker has delivered all
+    retained messages, so no fixed sleep is needed.
+    """
+    found: set[str] = set()
+    marker = f"{filters[0].split('/')[0]}/gateway/sync/purge-{client_id}"
+    done = threading.Event()
+    connected = threading.Event()
+
+    def on_message(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        if message.topic == marker:
+            done.set()
+        elif message.retain and message.payload:
+            found.add(message.topic)
+
+    def on_connect(client: paho.Client, userdata: object, flags: object, reason: ReasonCode,
+                   properties: object) -> None:
+        if not reason.is_failure:
+            connected.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    configure_security(client, broker)
+    client.on_message = on_message
+    client.on_connect = on_connect
+    try:
+        client.connect(broker.host, broker.port, keepalive=30)
+    except OSError as exc:
+        raise PublishError(f"cannot reach MQTT broker {broker.host}:{broker.port}: {_reason(exc)}") from None
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            raise PublishError(f"MQTT broker {broker.host}:{broker.port} did not accept the connection")
+        client.subscribe(marker, qos=1)
+        for topic_filter in filters:
+            client.subscribe(topic_filter, qos=1)
+        client.publish(marker, b"sync", qos=1)
+        if not done.wait(timeout):
+            raise PublishError("the broker did not deliver the retained messages in time")
+        infos = [client.publish(topic, b"", qos=1, retain=True) for topic in sorted(found)]
+        for info in infos:
+            info.wait_for_publish(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return sorted(found)

@@ -1,0 +1,48 @@
+"""How values and attributes are written on the wire."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from gateway.records import Value
+
+MAX_TEXT = 255  # HA drops non-numeric states longer than this
+ON, OFF = "ON", "OFF"
+
+
+def encode_value(value: Value) -> str | None:
+    """The plain-text state: decimal numbers, ISO 8601 with offset, ON/OFF; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ON if value else OFF
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        text = f"{value:.4f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamps must carry a UTC offset")
+        return value.isoformat(timespec="seconds")
+    return str(value)[:MAX_TEXT]
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def encode_json(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_default).encode()
+
+
+def _default(obj: object) -> object:
+    if isinstance(obj, datetime):
+        return iso(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__}")

@@ -1,0 +1,42 @@
+"""APScheduler triggers from a source's schedule, with standard crontab weekday numbers."""
+
+from __future__ import annotations
+
+import re
+from datetime import tzinfo
+
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+# crontab counts weekdays from Sunday = 0 (and 7); APScheduler 3 from Monday = 0. Names avoid the trap.
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_NUMERIC = re.compile(r"^(\d)(?:-(\d))?$")
+
+
+def _weekday_field(field: str) -> str:
+    parts: list[str] = []
+    for token in field.split(","):
+        m = _NUMERIC.match(token)
+        if not m:
+            parts.append(token)
+            continue
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else first
+        if first > 7 or last > 7 or first > last:
+            raise ValueError(f"weekday {token!r} is out of range 0-7")
+        parts.extend(_WEEKDAYS[n] for n in range(first, last + 1))
+    return ",".join(dict.fromkeys(parts))
+
+
+def cron_trigger(expr: str, timezone: tzinfo | str, jitter: float | None = None) -> CronTrigger:
+    """A trigger for a 5-field crontab expression; raises ValueError for a bad one."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekday_field(weekday),
+                       timezone=timezone, jitter=int(jitter) if jitter else None)
+
+
+def interval_trigger(seconds: float, jitter: float | None = None) -> IntervalTrigger:
+    return IntervalTrigger(seconds=seconds, jitter=int(jitter) if jitter and jitter >= 1 else None)

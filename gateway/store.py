@@ -1,0 +1,122 @@
+"""Latest good value per entity: change detection, heartbeat, staleness and attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.catalog import EntitySpec, SourceSpec
+from gateway.checks import check
+from gateway.payloads import encode_json, encode_value, iso
+from gateway.records import Reading
+
+
+@dataclass(slots=True)
+class EntityState:
+    """What was last published for one entity."""
+
+    text: str | None = None
+    observed_at: datetime | None = None
+    published: float = float("-inf")
+    attrs_digest: int | None = None
+    missing_since: datetime | None = None
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """Messages one step produced, split by topic class."""
+
+    states: list[tuple[str, bytes]] = field(default_factory=list)
+    attributes: list[tuple[str, bytes]] = field(default_factory=list)
+    rejected: list[tuple[EntitySpec, str]] = field(default_factory=list)
+    newest_observed: datetime | None = None
+
+    def __len__(self) -> int:
+        return len(self.states) + len(self.attributes)
+
+
+class Store:
+    """Decides what to publish; it never talks to the broker itself."""
+
+    def __init__(self, heartbeat: float) -> None:
+        self.heartbeat = heartbeat
+        self.entities: dict[str, EntityState] = {}
+
+    def state(self, entity: EntitySpec) -> EntityState:
+        st = self.entities.get(entity.unique_id)
+        if st is None:
+            st = self.entities[entity.unique_id] = EntityState()
+        return st
+
+    def apply(self, source: SourceSpec, readings: Sequence[Reading], fetched_at: datetime,
+              source_url: str, now: float) -> Outgoing:
+        """Turn a source's readings into the state and attribute messages that must go out."""
+        out = Outgoing()
+        for reading in readings:
+            for entity in source.by_field.get(reading.field, ()):
+                self._apply_one(source, entity, reading, fetched_at, source_url, now, out)
+        return out
+
+    def _apply_one(self, source: SourceSpec, entity: EntitySpec, reading: Reading, fetched_at: datetime,
+                   source_url: str, now: float, out: Outgoing) -> None:
+        st = self.state(entity)
+        notes: dict[str, Any] = {}
+        text = encode_value(reading.value)
+        if text is None:
+            st.missing_since = st.missing_since or fetched_at
+        else:
+            reason = check(reading.value, entity.measurement)
+            if reason is not None:
+                out.rejected.append((entity, reason))
+                notes["rejected"] = {"value": text, "reason": reason, "at": iso(fetched_at)}
+                text = None
+            else:
+                st.missing_since = None
+        if st.missing_since is not None:
+            notes["value_missing_since"] = iso(st.missing_since)
+            notes["note"] = "upstream sent no value; the last good value is kept"
+        if text is not None:
+            st.observed_at = reading.observed_at
+            if text != st.text or now - st.published >= self.heartbeat:
+                st.text = text
+                st.published = now
+                out.states.append((entity.state_topic, text.encode()))
+        if st.observed_at is not None and (out.newest_observed is None or st.observed_at > out.newest_observed):
+            out.newest_observed = st.observed_at
+        attrs: dict[str, Any] = {
+            "observed_at": iso(st.observed_at),
+            "station": reading.station.as_dict() if reading.station else None,
+            "unit": entity.measurement.unit,
+            "source_url": source_url,
+            "license": source.adapter.license,
+            "attribution": source.adapter.attribution,
+            **reading.attributes,
+            **notes,
+        }
+        digest = hash(encode_json(attrs))
+        if digest != st.attrs_digest or (out.states and out.states[-1][0] == entity.state_topic):
+            st.attrs_digest = digest
+            attrs["fetched_at"] = iso(fetched_at)
+            out.attributes.append((entity.attributes_topic, encode_json(attrs)))
+
+    def due_for_heartbeat(self, sources: Iterable[SourceSpec], now: float,
+                          wall: datetime) -> list[tuple[str, bytes]]:
+        """States unchanged for a heartbeat interval whose data is still fresh: send them again."""
+        out: list[tuple[str, bytes]] = []
+        for source in sources:
+            max_age = timedelta(seconds=source.max_age)
+            for entity in source.entities:
+                st = self.entities.get(entity.unique_id)
+                if st is None or st.text is None or st.observed_at is None:
+                    continue
+                if now - st.published >= self.heartbeat and wall - st.observed_at <= max_age:
+                    st.published = now
+                    out.append((entity.state_topic, st.text.encode()))
+        return out
+
+    def newest_observed(self, source: SourceSpec) -> datetime | None:
+        stamps = [st.observed_at for e in source.entities
+                  if (st := self.entities.get(e.unique_id)) is not None and st.observed_at is not None]
+        return max(stamps) if stamps else None

@@ -1,0 +1,301 @@
+"""Test helpers: a real Mosquitto, a fixture HTTP server, a recording subscriber, a gateway process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- Mosquitto
+
+
+class Mosquitto:
+    """A broker started from the project's mosquitto/ config, moved to a free port."""
+
+    def __init__(self, workdir: Path, conf: str = "local.conf", persistence: bool = False,
+                 port: int | None = None, extra: Iterable[str] = ()) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.conf_path = workdir / f"mosquitto-{self.port}.conf"
+        lines = []
+        for line in (ROOT / "mosquitto" / conf).read_text().splitlines():
+            word = line.split(" ", 1)[0]
+            if word == "listener" and " 127.0.0.1" in line and "1883" in line:
+                line = f"listener {self.port} 127.0.0.1"
+            elif word in ("persistence", "persistence_location", "autosave_interval", "log_dest"):
+                continue
+            lines.append(line)
+        lines.append(f"persistence {'true' if persistence else 'false'}")
+        if persistence:
+            lines.append(f"persistence_location {workdir}/")
+        lines.append(f"log_dest file {workdir}/mosquitto-{self.port}.log")
+        lines.extend(extra)
+        self.conf_path.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mosquitto:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([binary, "-c", str(self.conf_path)], cwd=self.workdir,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._listening, timeout=10)
+        return self
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+# --------------------------------------------------------------------------- upstream HTTP
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    delay: float = 0.0
+    reset: bool = False  # close the connection with a TCP RST instead of answering
+
+
+class FixtureServer:
+    """Serves canned upstream responses by path; tests swap replies at run time."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, Reply] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?", 1)[0]
+                server.requests.append((self.path, dict(self.headers)))
+                reply = server.replies.get(path, Reply(404, b'{"detail":"not found"}'))
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.reset:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                self.send_response(reply.status)
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def serve(self, path: str, body: bytes | str | dict[str, Any], status: int = 200, **kw: Any) -> None:
+        if isinstance(body, dict):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        self.replies[path] = Reply(status, body, **kw)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def fresh_fixture(name: str, now: datetime | None = None) -> bytes:
+    """A fixture file with its timestamps moved to ``now``, so max_age checks see fresh data."""
+    text = (FIXTURES / name).read_text()
+    stamp = (now or datetime.now(UTC)).replace(microsecond=0).isoformat()
+    return re.sub(r'"(timestamp|last_record)":"[^"]+"', lambda m: f'"{m.group(1)}":"{stamp}"', text).encode()
+
+
+# --------------------------------------------------------------------------- subscriber
+
+
+@dataclass(frozen=True)
+class Msg:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Subscriber:
+    """A real MQTT client recording everything it receives."""
+
+    def __init__(self, port: int, *filters: str, username: str | None = None, password: str | None = None,
+                 live: bool = False) -> None:
+        """Subscribe to ``filters``. With ``live``, retain flags are reported as published (MQTT 5
+        retain-as-published), so a test can check them on messages that arrive after subscribing."""
+        self.messages: list[Msg] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._ready.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe([(f, paho.SubscribeOptions(qos=1, retainAsPublished=live)) for f in filters])
+        assert self._ready.wait(5), "subscription not acknowledged"
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Msg(msg.topic, msg.payload, msg.qos, bool(msg.retain)))
+
+    def snapshot(self) -> list[Msg]:
+        with self._lock:
+            return list(self.messages)
+
+    def latest(self) -> dict[str, Msg]:
+        out: dict[str, Msg] = {}
+        for m in self.snapshot():
+            out[m.topic] = m
+        return out
+
+    def on(self, topic: str) -> list[Msg]:
+        return [m for m in self.snapshot() if m.topic == topic]
+
+    def wait_for(self, topic: str, payload: bytes | str | None = None, timeout: float = 10.0) -> Msg:
+        want = payload.encode() if isinstance(payload, str) else payload
+
+        def found() -> Msg | None:
+            for m in reversed(self.snapshot()):
+                if m.topic == topic and (want is None or m.payload == want):
+                    return m
+            return None
+
+        return wait_until(found, timeout)  # type: ignore[no-any-return]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish(port: int, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1) -> None:
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+def write_config(path: Path, upstream: str, *, base: str = "soest", slug: str = "soest",
+                 edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """The default topics.yaml, pointed at the fixture server and made quick for tests."""
+    data = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    data["city"]["slug"] = slug
+    data["mqtt"]["base_topic"] = base
+    data["mqtt"]["birth_delay"] = "0.4s"
+    data["mqtt"]["reconnect_max"] = "1s"
+    data["mqtt"]["reconnect_min"] = "0.2s"
+    for source in data["sources"].values():
+        if source["adapter"] != "sun":
+            source["base_url"] = upstream
+    if edit is not None:
+        edit(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    return path
+
+
+class GatewayProcess:
+    """``python -m gateway run`` as a subprocess, as a user would start it."""
+
+    def __init__(self, config: Path, port: int, *, env: dict[str, str] | None = None,
+                 args: Iterable[str] = ()) -> None:
+        self.log_path = config.with_suffix(".log")
+        self._log = self.log_path.open("wb")
+        full_env = {**os.environ, "GATEWAY_MQTT_HOST": "127.0.0.1", "GATEWAY_MQTT_PORT": str(port),
+                    "GATEWAY_HTTP_PORT": "off", "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config),
+                                      "--log-level", "debug", *args],
+                                     cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._log.close()

@@ -1,0 +1,339 @@
+"""End to end: fixture upstream → gateway process → real Mosquitto → a real subscriber."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gateway import catalog, contract, discovery, ha
+from gateway.config import load
+from tests.helpers import (
+    ROOT,
+    GatewayProcess,
+    Mosquitto,
+    Subscriber,
+    free_port,
+    fresh_fixture,
+    publish,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.broker
+
+FILTERS = ("soest/#", "homeassistant/#")
+
+
+def expected_tree(config: Path) -> set[str]:
+    """Every retained topic the config should produce, from the code's own contract."""
+    cat = catalog.build(load(config))
+    rows = contract.expand(cat, list(discovery.configs(cat)))
+    return {r.topic for r in rows if r.retained}
+
+
+def retained_tree(port: int, expected: set[str], timeout: float = 15.0) -> dict[str, bytes]:
+    """What a newly connecting subscriber receives: the broker's retained store.
+
+    Messages delivered because of the subscription carry the retain flag; live publishes that
+    happen to arrive meanwhile do not, and are ignored. Resubscribes until ``expected`` is there.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        sub = Subscriber(port, *FILTERS)
+        try:
+            time.sleep(0.3)
+            msgs = sub.snapshot()
+        finally:
+            sub.close()
+        tree = {m.topic: m.payload for m in msgs if m.retain}
+        if expected <= {t for t, p in tree.items() if p} or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    missing = expected - set(tree)
+    assert not missing, f"missing retained topics: {sorted(missing)}"
+    assert all(m.qos == 1 for m in msgs if m.retain)
+    return tree
+
+
+@pytest.fixture
+def config(tmp_path: Path, upstream) -> Path:
+    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    return write_config(tmp_path / "topics.yaml", upstream.url)
+
+
+@pytest.fixture
+def gateway(config: Path, broker: Mosquitto):
+    proc = GatewayProcess(config, broker.port)
+    yield proc
+    proc.terminate()
+
+
+def test_whole_topic_tree(config: Path, broker: Mosquitto, gateway: GatewayProcess):
+    expected = expected_tree(config)
+    tree = retained_tree(broker.port, expected)
+    assert set(tree) == expected  # nothing missing, nothing extra (the sync marker is not retained)
+    assert tree["soest/gateway/status"] == b"online"
+    info = json.loads(tree["soest/gateway/info"])
+    assert info["version"]
+    assert info["started_at"].endswith("+00:00")
+    assert info["sources"]["brightsky"]["interval_s"] == 600
+    assert info["sources"]["sun"]["schedule"] == "every 60s"
+    assert tree["soest/brightsky/status"] == b"online"
+    assert tree["soest/sun/status"] == b"online"
+    assert tree["soest/brightsky/temperature"] == b"24.3"
+    assert tree["soest/brightsky/irradiance"] == b"768"
+    assert tree["soest/brightsky/condition"] == b"dry"
+    assert tree["soest/sun/daylight"] in (b"ON", b"OFF")
+    assert b"T" in tree["soest/sun/next_sunset"] and tree["soest/sun/next_sunset"][-6] in b"+-"
+    float(tree["soest/sun/elevation"])
+    assert tree["soest/brightsky/fetch_errors"] == b"0"
+    attrs = json.loads(tree["soest/brightsky/temperature/attributes"])
+    assert attrs["station"]["name"] == "Lippstadt-Bökenförde"
+    assert attrs["station"]["distance_m"] == 20960
+    assert attrs["unit"] == "°C"
+    assert attrs["source_url"].startswith("http://127.0.0.1:")
+    assert "Deutscher Wetterdienst" in attrs["attribution"]
+    assert attrs["observed_at"] and attrs["fetched_at"]
+    for topic, payload in tree.items():
+        assert payload not in (b"None", b"null", b""), topic
+        assert contract.match(topic, "soest", "homeassistant") is not None, topic
+        if topic.endswith("/config"):
+            problems = ha.validate_discovery(topic, json.loads(payload))
+            assert problems == [], (topic, problems)
+    config_payload = json.loads(tree["homeassistant/sensor/soest/soest_brightsky_temperature/config"])
+    assert config_payload["unique_id"] == "soest_brightsky_temperature"
+    assert config_payload["device"]["via_device"] == "soest_gateway"
+    assert config_payload["availability_mode"] == "all"
+
+
+def test_states_are_published_retained_with_qos1(config: Path, broker: Mosquitto, upstream):
+    sub = Subscriber(broker.port, *FILTERS, live=True)
+    proc = GatewayProcess(config, broker.port)
+    try:
+        sub.wait_for("soest/brightsky/temperature", "24.3")
+        msg = sub.wait_for("soest/brightsky/status", "online")
+        assert msg.retain
+        states = [m for m in sub.snapshot() if m.topic.startswith("soest/") and "/sync/" not in m.topic]
+        assert states
+        assert all(m.retain and m.qos == 1 for m in states)
+    finally:
+        proc.terminate()
+        sub.close()
+
+
+def test_republish_after_broker_restart_without_persistence(config: Path, broker: Mosquitto,
+                                                            gateway: GatewayProcess):
+    expected = expected_tree(config)
+    retained_tree(broker.port, expected)
+    broker.stop(kill=True)
+    time.sleep(0.5)
+    broker.start()  # same port, persistence off: the retained store is empty now
+    started = time.monotonic()
+    tree = retained_tree(broker.port, expected, timeout=10)
+    assert set(tree) == expected
+    assert tree["soest/brightsky/temperature"] == b"24.3"
+    assert tree["soest/gateway/status"] == b"online"
+    assert time.monotonic() - started < 10
+    assert "Traceback" not in gateway.log
+
+
+def test_value_change_during_outage_is_not_lost(tmp_path: Path, broker: Mosquitto, upstream):
+    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    cfg = write_config(tmp_path / "t.yaml", upstream.url,
+                       edit=lambda d: d["sources"]["brightsky"].update(every="1s", jitter="0s"))
+    proc = GatewayProcess(cfg, broker.port)
+    try:
+        sub = Subscriber(broker.port, "soest/brightsky/temperature")
+        sub.wait_for("soest/brightsky/temperature", "24.3")
+        sub.close()
+        broker.stop(kill=True)
+        body = fresh_fixture("brightsky/current_weather.json").replace(b'"temperature":24.3', b'"temperature":19.7')
+        upstream.serve("/current_weather", body)
+        time.sleep(2.5)  # the gateway fetches the new value while the broker is down
+        broker.start()
+        sub = Subscriber(broker.port, "soest/brightsky/temperature")
+        sub.wait_for("soest/brightsky/temperature", "19.7", timeout=10)
+        sub.close()
+    finally:
+        proc.terminate()
+
+
+def test_reannounce_after_home_assistant_birth(config: Path, broker: Mosquitto, gateway: GatewayProcess):
+    retained_tree(broker.port, expected_tree(config))
+    sub = Subscriber(broker.port, *FILTERS, live=True)
+    time.sleep(0.3)
+    sub.clear()
+    publish(broker.port, "homeassistant/status", "online")
+    sub.wait_for("soest/brightsky/temperature", "24.3", timeout=10)
+    msgs = sub.snapshot()
+    first_config = next(i for i, m in enumerate(msgs) if m.topic.endswith("/config"))
+    first_state = next(i for i, m in enumerate(msgs) if m.topic == "soest/brightsky/temperature")
+    assert first_config < first_state  # discovery first, then states
+    configs = {m.topic for m in msgs if m.topic.endswith("/config")}
+    assert len(configs) == len(discovery.configs(catalog.build(load(ROOT / "topics.yaml"))))
+    assert all(m.retain for m in msgs if m.topic.endswith("/config"))
+    sub.close()
+
+
+def test_orphans_are_cleared_and_unchanged_configs_not_resent(tmp_path: Path, broker: Mosquitto, upstream):
+    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    cfg = write_config(tmp_path / "t.yaml", upstream.url)
+    orphan = "homeassistant/sensor/soest/soest_brightsky_snow_depth/config"
+    foreign = "homeassistant/sensor/zigbee2mqtt/0x00158d0001/config"
+    publish(broker.port, orphan, json.dumps({"name": "old", "state_topic": "soest/brightsky/snow_depth"}),
+            retain=True)
+    publish(broker.port, foreign, json.dumps({"name": "lamp", "state_topic": "z2m/lamp"}), retain=True)
+    proc = GatewayProcess(cfg, broker.port)
+    expected = expected_tree(cfg)
+    try:
+        retained_tree(broker.port, expected)
+    finally:
+        assert proc.terminate() == 0
+    tree = retained_tree(broker.port, expected - {"soest/gateway/status"})
+    assert orphan not in tree
+    assert foreign in tree
+
+    # Second start with one entity removed: its config goes, the others are not re-sent.
+    def drop_dew_point(data):
+        del data["sources"]["brightsky"]["entities"]["dew_point"]
+
+    cfg2 = write_config(tmp_path / "t2.yaml", upstream.url, edit=drop_dew_point)
+    sub = Subscriber(broker.port, "homeassistant/#", live=True)
+    time.sleep(0.3)
+    sub.clear()
+    proc = GatewayProcess(cfg2, broker.port)
+    try:
+        gone = "homeassistant/sensor/soest/soest_brightsky_dew_point/config"
+        sub.wait_for(gone, b"", timeout=10)
+        wait_until(lambda: "discovery:" in proc.log, 10)
+        time.sleep(0.5)
+        sent = [m.topic for m in sub.snapshot() if m.payload]
+        assert sent == [], sent  # every remaining config was already on the broker, unchanged
+        assert "0 orphaned" not in proc.log
+    finally:
+        proc.terminate()
+        sub.close()
+    assert gone not in retained_tree(broker.port, expected_tree(cfg2) - {"soest/gateway/status"})
+
+
+def test_last_will_after_kill_9(config: Path, broker: Mosquitto):
+    sub = Subscriber(broker.port, "soest/gateway/status", live=True)
+    proc = GatewayProcess(config, broker.port)
+    sub.wait_for("soest/gateway/status", "online")
+    proc.kill()
+    msg = sub.wait_for("soest/gateway/status", "offline", timeout=10)
+    assert msg.retain
+    sub.close()
+
+
+def test_sigterm_publishes_offline_and_exits_0(config: Path, broker: Mosquitto):
+    sub = Subscriber(broker.port, "soest/gateway/status", live=True)
+    proc = GatewayProcess(config, broker.port)
+    sub.wait_for("soest/gateway/status", "online")
+    started = time.monotonic()
+    assert proc.terminate(timeout=5) == 0
+    assert time.monotonic() - started < 5
+    assert sub.wait_for("soest/gateway/status", "offline", timeout=2).retain
+    assert "Traceback" not in proc.log
+    sub.close()
+
+
+def test_starts_without_broker_and_publishes_when_it_appears(config: Path, tmp_path: Path):
+    port = free_port()
+    proc = GatewayProcess(config, port)
+    try:
+        time.sleep(2)
+        assert proc.proc.poll() is None
+        late = Mosquitto(tmp_path, port=port).start()
+        try:
+            tree = retained_tree(port, expected_tree(config), timeout=15)
+            assert tree["soest/brightsky/temperature"] == b"24.3"
+        finally:
+            proc.terminate()
+            late.stop()
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()
+
+
+def test_failing_source_goes_offline_keeps_value_and_recovers(tmp_path: Path, broker: Mosquitto, upstream):
+    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    cfg = write_config(tmp_path / "t.yaml", upstream.url, edit=lambda d: d["sources"]["brightsky"].update(
+        every="1s", jitter="0s", failure_threshold=2))
+    sub = Subscriber(broker.port, "soest/#", live=True)
+    proc = GatewayProcess(cfg, broker.port)
+    try:
+        sub.wait_for("soest/brightsky/status", "online")
+        upstream.serve("/current_weather", "<html>Wartungsarbeiten</html>", headers={"Content-Type": "text/html"})
+        sub.wait_for("soest/brightsky/status", "offline", timeout=10)
+        assert int(sub.wait_for("soest/brightsky/fetch_errors").text) >= 2
+        assert sub.on("soest/sun/status")[-1].text == "online"  # other sources unaffected
+        tree = retained_tree(broker.port, {"soest/brightsky/temperature"})
+        assert tree["soest/brightsky/temperature"] == b"24.3"  # the last good value stays
+        upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+        sub.wait_for("soest/brightsky/status", "online", timeout=10)
+    finally:
+        proc.terminate()
+        sub.close()
+
+
+def test_metrics_endpoint(config: Path, broker: Mosquitto):
+    http_port = free_port()
+    proc = GatewayProcess(config, broker.port, env={"GATEWAY_HTTP_PORT": str(http_port)})
+    try:
+        def scrape() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2) as resp:
+                    return resp.read().decode()
+            except OSError:
+                return ""
+
+        text = wait_until(lambda: (t := scrape()) and 'gateway_source_last_success_timestamp_seconds{source="brightsky"}'
+                          in t and t, 15)
+        assert 'gateway_fetch_duration_seconds_count{source="brightsky"}' in text
+        assert "gateway_mqtt_connected 1.0" in text
+        assert 'gateway_publishes_total{kind="state"}' in text
+        assert 'gateway_publishes_total{kind="discovery"}' in text
+        assert "gateway_fetch_errors_total" in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+
+
+def test_purge_removes_everything_of_ours(config: Path, broker: Mosquitto):
+    proc = GatewayProcess(config, broker.port)
+    expected = expected_tree(config)
+    retained_tree(broker.port, expected)
+    proc.terminate()
+    publish(broker.port, "other/topic", "keep", retain=True)
+    result = subprocess.run([sys.executable, "-m", "gateway", "purge", "--config", str(config),
+                             "--mqtt-port", str(broker.port)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(expected)} retained topics removed" in result.stdout
+    sub = Subscriber(broker.port, "#")
+    time.sleep(0.5)
+    assert [m.topic for m in sub.snapshot()] == ["other/topic"]
+    sub.close()
+
+
+def test_fetch_command_prints_readings(config: Path, upstream):
+    result = subprocess.run([sys.executable, "-m", "gateway", "fetch", "brightsky", "--config", str(config), "--json"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = {r["entity"]: r for r in json.loads(result.stdout)}
+    assert rows["temperature"]["value"] == 24.3
+    assert rows["irradiance"]["value"] == pytest.approx(768)
+    assert rows["temperature"]["topic"] == "soest/brightsky/temperature"
+    upstream.serve("/current_weather", "oops", status=500)
+    failed = subprocess.run([sys.executable, "-m", "gateway", "fetch", "brightsky", "--config", str(config)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert failed.returncode == 1
+    assert "HTTP 500" in failed.stderr
+    assert "Traceback" not in failed.stderr
