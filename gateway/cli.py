@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -239,8 +240,6 @@ def _run(cat: catalog.Catalog, broker: Broker, args: argparse.Namespace, env: Ma
             loop.add_signal_handler(sig, stop.set)
         await gateway.run(stop)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
     return 0

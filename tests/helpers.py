@@ -119,7 +119,7 @@ class FixtureServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 server.requests.append((self.path, dict(self.headers)))
                 reply = server.replies.get(path, Reply(404, b'{"detail":"not found"}'))
@@ -137,7 +137,7 @@ class FixtureServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

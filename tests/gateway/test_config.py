@@ -33,7 +33,7 @@ def test_durations(value: object, seconds: float):
 
 @pytest.mark.parametrize("value", ["10x", "", "m", -5, 0, True, None])
 def test_bad_durations(value: object):
-    with pytest.raises(ValueError, match="duration|longer than zero"):
+    with pytest.raises(ValueError, match=r"duration|longer than zero"):
         parse_duration(value)
 
 

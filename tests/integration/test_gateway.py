@@ -90,7 +90,8 @@ def test_whole_topic_tree(config: Path, broker: Mosquitto, gateway: GatewayProce
     assert tree["soest/brightsky/irradiance"] == b"768"
     assert tree["soest/brightsky/condition"] == b"dry"
     assert tree["soest/sun/daylight"] in (b"ON", b"OFF")
-    assert b"T" in tree["soest/sun/next_sunset"] and tree["soest/sun/next_sunset"][-6] in b"+-"
+    assert b"T" in tree["soest/sun/next_sunset"]
+    assert tree["soest/sun/next_sunset"][-6] in b"+-"
     float(tree["soest/sun/elevation"])
     assert tree["soest/brightsky/fetch_errors"] == b"0"
     attrs = json.loads(tree["soest/brightsky/temperature/attributes"])
@@ -99,7 +100,8 @@ def test_whole_topic_tree(config: Path, broker: Mosquitto, gateway: GatewayProce
     assert attrs["unit"] == "°C"
     assert attrs["source_url"].startswith("http://127.0.0.1:")
     assert "Deutscher Wetterdienst" in attrs["attribution"]
-    assert attrs["observed_at"] and attrs["fetched_at"]
+    assert attrs["observed_at"]
+    assert attrs["fetched_at"]
     for topic, payload in tree.items():
         assert payload not in (b"None", b"null", b""), topic
         assert contract.match(topic, "soest", "homeassistant") is not None, topic
@@ -294,8 +296,8 @@ def test_metrics_endpoint(config: Path, broker: Mosquitto):
             except OSError:
                 return ""
 
-        text = wait_until(lambda: (t := scrape()) and 'gateway_source_last_success_timestamp_seconds{source="brightsky"}'
-                          in t and t, 15)
+        wanted = 'gateway_source_last_success_timestamp_seconds{source="brightsky"}'
+        text = wait_until(lambda: (t := scrape()) and wanted in t and t, 15)
         assert 'gateway_fetch_duration_seconds_count{source="brightsky"}' in text
         assert "gateway_mqtt_connected 1.0" in text
         assert 'gateway_publishes_total{kind="state"}' in text
