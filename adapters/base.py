@@ -26,8 +26,30 @@ class AdapterOptions(BaseModel):
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """A request made once (and again after repeated failures) whose answer fills in options.
+
+    For ids an API wants that users should not have to know, e.g. UBA's numeric station id for
+    the station code DENW068. ``parse`` returns the option updates, or raises ParseError.
+    """
+
+    needed: Callable[[Any], bool]
+    request: Callable[[Any, str], Request]
+    parse: Callable[[bytes, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Adapter:
-    """A data source kind. ``request`` returns None for sources computed without a network."""
+    """A data source kind. ``request`` returns None for sources computed without a network.
+
+    Attributes:
+        fields: every field ``parse`` can emit; topics.yaml entities must name one of them.
+        dynamic_fields: for adapters whose fields come from their options (e.g. SensorThings
+            datastream aliases); overrides ``fields`` when set.
+        lookup: an optional one-off request that completes the options before the first fetch.
+        reevaluate: parse the last body again on every tick, for values that change with time
+            alone (a warning that expires, "pickup tomorrow" after midnight).
+    """
 
     name: str
     title: str
@@ -40,6 +62,12 @@ class Adapter:
     options: type[AdapterOptions]
     request: Callable[[Any, str], Request | None]
     parse: Callable[[bytes, Any, datetime], Sequence[Reading]]
+    dynamic_fields: Callable[[Any], frozenset[str]] | None = None
+    lookup: Lookup | None = None
+    reevaluate: bool = False
+
+    def fields_for(self, options: AdapterOptions) -> frozenset[str]:
+        return self.dynamic_fields(options) if self.dynamic_fields is not None else self.fields
 
 
 def load_json_object(body: bytes) -> dict[str, Any]:
@@ -54,6 +82,17 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParseError(f"expected a JSON object, got {type(data).__name__}", kind="bad_schema")
     return data
+
+
+MAX_TEXT = 500
+
+
+def clip(value: object, limit: int = MAX_TEXT) -> str | None:
+    """Upstream text for attributes: a string, cut to ``limit`` characters, or None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def finite_number(value: object) -> float | None:

@@ -17,15 +17,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from adapters.base import AdapterOptions
 from gateway import __version__, discovery, topics
 from gateway.catalog import Catalog, SourceSpec
 from gateway.config import Broker
 from gateway.errors import SourceError
-from gateway.fetch import Validators, fetch, make_session
+from gateway.fetch import HostPolicy, Validators, make_session
 from gateway.http import HttpServer
 from gateway.metrics import Metrics
 from gateway.mqtt import Kind, MqttLink
 from gateway.payloads import encode_json, iso
+from gateway.pipeline import Collected, collect
 from gateway.records import Reading
 from gateway.schedule import cron_trigger, interval_trigger
 from gateway.store import Store
@@ -47,8 +49,10 @@ class SourceState:
     errors_total: int = 0
     last_success: datetime | None = None
     last_error: str | None = None
-    blocked_until: float = 0.0
     runs: int = 0
+    options: AdapterOptions | None = None
+    body: bytes | None = None
+    url: str = ""
 
 
 class Gateway:
@@ -61,6 +65,7 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.store = Store(self.settings.mqtt.heartbeat)
         self.sources = {key: SourceState() for key in catalog.sources}
+        self.hosts = HostPolicy(self.settings.http.per_host_interval)
         self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.configs = {t: discovery.encode(p) for t, p in discovery.configs(catalog).items()} \
             if self.settings.mqtt.discovery else {}
@@ -248,15 +253,11 @@ class Gateway:
         assert self._loop is not None
         spec = self.catalog.sources[key]
         state = self.sources[key]
-        if time.monotonic() < state.blocked_until:
-            log.debug("%s: waiting for Retry-After", key)
-            return
         state.runs += 1
         fetched_at = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
         try:
-            url, readings = await self._loop.run_in_executor(
-                self._executor, self._fetch_and_parse, spec, state, fetched_at)
+            result = await self._loop.run_in_executor(self._executor, self._collect, spec, state, fetched_at)
         except SourceError as exc:
             self._failed(spec, state, exc.kind, str(exc), getattr(exc, "retry_after", None))
             return
@@ -269,29 +270,30 @@ class Gateway:
             return
         finally:
             self.metrics.fetch_duration.labels(source=key).observe(time.perf_counter() - started)
-        if readings is None:
+        state.options = result.options
+        state.validators = result.validators
+        if result.readings is None:
             self.metrics.not_modified.labels(source=key).inc()
             self._succeeded(spec, state, fetched_at, outcome="not_modified")
             return
+        state.url = result.url
+        state.body = result.body if spec.adapter.reevaluate else None
+        self._publish_readings(spec, result.readings, fetched_at, result.url)
+        self._succeeded(spec, state, fetched_at, outcome="ok")
+
+    def _publish_readings(self, spec: SourceSpec, readings: list[Reading], fetched_at: datetime, url: str) -> None:
+        key = spec.key
         out = self.store.apply(spec, readings, fetched_at, url, time.monotonic())
-        self.link.publish_many(out.states, Kind.STATE)
-        self.link.publish_many(out.attributes, Kind.ATTRIBUTES)
+        expiry = self._expiry(spec)
+        self.link.publish_many(out.states, Kind.STATE, expiry)
+        self.link.publish_many(out.attributes, Kind.ATTRIBUTES, expiry)
         for entity, reason in out.rejected:
             self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
             log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
-        self._succeeded(spec, state, fetched_at, outcome="ok")
 
-    def _fetch_and_parse(self, spec: SourceSpec, state: SourceState,
-                         fetched_at: datetime) -> tuple[str, list[Reading] | None]:
-        request = spec.adapter.request(spec.options, spec.config.base_url)
-        if request is None:
-            return spec.adapter.info_url, list(spec.adapter.parse(b"", spec.options, fetched_at))
-        response = fetch(state.session, request, timeout=spec.config.timeout, validators=state.validators)
-        if response.body is None:
-            return response.url, None
-        readings = list(spec.adapter.parse(response.body, spec.options, fetched_at))
-        state.validators = response.validators
-        return response.url, readings
+    def _collect(self, spec: SourceSpec, state: SourceState, fetched_at: datetime) -> Collected:
+        return collect(spec, state.session, state.options, state.validators, fetched_at, self.hosts,
+                       self.settings.http.max_bytes)
 
     def _succeeded(self, spec: SourceSpec, state: SourceState, fetched_at: datetime, outcome: str) -> None:
         state.failures = 0
@@ -311,11 +313,13 @@ class Gateway:
         self.metrics.fetch_errors.labels(source=spec.key, kind=kind).inc()
         self.link.publish(spec.fetch_errors_topic, str(state.errors_total).encode(), Kind.DIAGNOSTIC)
         if retry_after:
-            state.blocked_until = time.monotonic() + min(retry_after, 6 * 3600)
+            log.info("%s: upstream asked to retry after %.0fs", spec.key, retry_after)
         level = logging.WARNING if state.failures in (1, spec.config.failure_threshold) else logging.DEBUG
         log.log(level, "%s: fetch failed (%s), %d in a row", spec.key, state.last_error, state.failures)
         if state.failures >= spec.config.failure_threshold:
             self._set_online(spec, state, False, f"{state.failures} failed fetches")
+            # Looked-up ids may have changed upstream: look them up again next time.
+            state.options = None
 
     def _update_status(self, spec: SourceSpec, state: SourceState, now: datetime) -> None:
         newest = self.store.newest_observed(spec)
@@ -338,15 +342,33 @@ class Gateway:
         else:
             log.warning("%s: offline (%s)", spec.key, why)
 
+    def _expiry(self, spec: SourceSpec) -> int | None:
+        return spec.expire_after if self.settings.mqtt.message_expiry else None
+
     async def tick(self) -> None:
-        """Heartbeat unchanged fresh states and take stale sources offline."""
+        """Heartbeat unchanged fresh states, stop re-sending stale ones, take stale sources offline."""
         now = datetime.now(UTC)
-        self.link.publish_many(self.store.due_for_heartbeat(self.catalog.sources.values(), time.monotonic(), now),
-                               Kind.STATE)
+        mono = time.monotonic()
+        for spec in self.catalog.sources.values():
+            self.link.publish_many(self.store.due_for_heartbeat((spec,), mono, now), Kind.STATE, self._expiry(spec))
+            stale = self.store.stale(spec, now)
+            if stale:
+                self.link.forget([e.state_topic for e in stale], Kind.STATE)
+                self.link.forget([e.attributes_topic for e in stale], Kind.ATTRIBUTES)
         for key, spec in self.catalog.sources.items():
             state = self.sources[key]
+            if state.body is not None and state.last_success is not None:
+                self._reevaluate(spec, state, now)
             if state.online:
                 self._update_status(spec, state, now)
+
+    def _reevaluate(self, spec: SourceSpec, state: SourceState, now: datetime) -> None:
+        """Parse the last body again: some values change with time alone (expiring warnings)."""
+        try:
+            readings = list(spec.adapter.parse(state.body or b"", state.options or spec.options, now))
+        except SourceError:
+            return
+        self._publish_readings(spec, readings, state.last_success or now, state.url)
 
     def status(self) -> dict[str, Any]:
         return {key: {"online": s.online, "failures": s.failures, "errors_total": s.errors_total,

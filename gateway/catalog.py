@@ -89,14 +89,15 @@ def build(loaded: Loaded, adapters: Mapping[str, Adapter] = ADAPTERS) -> Catalog
         if not source.enabled:
             continue
         options = _options(loaded, key, source, adapter)
+        fields = adapter.fields_for(options)
         entities: list[EntitySpec] = []
         by_field: dict[str, list[EntitySpec]] = {}
         for entity_key, entity in source.entities.items():
             field = (entity.field if entity else None) or entity_key
-            if field not in adapter.fields:
+            if field not in fields:
                 raise loaded.error(("sources", key, "entities", entity_key),
                                    f"adapter {adapter.name!r} has no field {field!r} "
-                                   f"(one of: {', '.join(sorted(adapter.fields))})")
+                                   f"(one of: {', '.join(sorted(fields))})")
             measurement_key = (entity.measurement if entity else None) or entity_key
             measurement = settings.measurements[measurement_key]
             name = (entity.name if entity else None) or measurement.name or _humanize(entity_key)

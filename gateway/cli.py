@@ -163,20 +163,15 @@ def _topics(cat: catalog.Catalog) -> int:
 
 
 def _fetch(cat: catalog.Catalog, key: str, as_json: bool) -> int:
-    from gateway.fetch import fetch, make_session
+    from gateway.fetch import make_session
+    from gateway.pipeline import collect
 
     spec = cat.sources.get(key)
     if spec is None:
         raise ConfigError(f"unknown or disabled source {key!r} (one of: {', '.join(sorted(cat.sources))})")
     fetched_at = datetime.now(UTC).replace(microsecond=0)
-    request = spec.adapter.request(spec.options, spec.config.base_url)
     try:
-        if request is None:
-            body = b""
-        else:
-            response = fetch(make_session(), request, timeout=spec.config.timeout)
-            body = response.body or b""
-        readings = spec.adapter.parse(body, spec.options, fetched_at)
+        readings = collect(spec, make_session(), None, None, fetched_at).readings or []
     except SourceError as exc:
         print(f"error: {key}: {exc} ({exc.kind})", file=sys.stderr)
         return EXIT_FAILURE

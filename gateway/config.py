@@ -114,6 +114,14 @@ class Mqtt(_Model):
     keepalive: int = Field(default=60, ge=5, le=3600)
     reconnect_min: Duration = 1.0
     reconnect_max: Duration = 60.0
+    message_expiry: bool = True
+
+
+class Http(_Model):
+    """How politely upstream APIs are fetched."""
+
+    per_host_interval: DurationOrZero = 1.0
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
 
 
 class Measurement(_Model):
@@ -127,6 +135,7 @@ class Measurement(_Model):
     precision: int | None = Field(default=None, ge=0, le=6)
     options: tuple[str, ...] | None = None
     plausible: tuple[float, float] | None = None
+    max_rate: float | None = Field(default=None, gt=0, description="largest believable change per hour")
     icon: str | None = Field(default=None, pattern=r"^mdi:[a-z0-9-]+$")
     entity_category: Literal["diagnostic"] | None = None
     enabled_by_default: bool = True
@@ -208,6 +217,7 @@ class Settings(_Model):
     version: Literal[1] = 1
     city: City
     mqtt: Mqtt = Field(default_factory=Mqtt)
+    http: Http = Field(default_factory=Http)
     measurements: dict[Key, Measurement]
     sources: dict[Key, Source]
 

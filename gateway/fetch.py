@@ -7,9 +7,11 @@ Blocking (requests); the core runs it in a worker thread. Every failure becomes 
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import requests
 
@@ -39,6 +41,35 @@ class Response:
     validators: Validators
 
 
+class HostPolicy:
+    """Per-host politeness shared by all sources: a minimum gap between requests, and Retry-After.
+
+    Thread-safe; fetches run in worker threads.
+    """
+
+    def __init__(self, min_interval: float = 1.0) -> None:
+        self.min_interval = min_interval
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, url: str, max_wait: float) -> None:
+        """Wait for this host's turn, or raise FetchError when it asked us to stay away longer."""
+        host = urlsplit(url).netloc
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next.get(host, 0.0))
+            if start - now > max_wait:
+                raise FetchError(url, "rate_limited", f"{host} asked us to wait {start - now:.0f}s more")
+            self._next[host] = start + self.min_interval
+        if start > now:
+            time.sleep(start - now)
+
+    def back_off(self, url: str, seconds: float) -> None:
+        host = urlsplit(url).netloc
+        with self._lock:
+            self._next[host] = max(self._next.get(host, 0.0), time.monotonic() + seconds)
+
+
 def make_session() -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
@@ -46,8 +77,21 @@ def make_session() -> requests.Session:
 
 
 def fetch(session: requests.Session, request: Request, *, timeout: float,
-          validators: Validators | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Response:
+          validators: Validators | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+          policy: HostPolicy | None = None) -> Response:
     """GET ``request``; raise FetchError for anything but a usable body or a 304."""
+    if policy is not None:
+        policy.acquire(request.url, max_wait=timeout)
+    try:
+        return _fetch(session, request, timeout, validators, max_bytes)
+    except FetchError as exc:
+        if policy is not None and exc.retry_after:
+            policy.back_off(request.url, min(exc.retry_after, 6 * 3600))
+        raise
+
+
+def _fetch(session: requests.Session, request: Request, timeout: float, validators: Validators | None,
+           max_bytes: int) -> Response:
     headers = {"Accept": request.accept, **request.headers}
     if validators is not None:
         if validators.etag:

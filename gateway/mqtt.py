@@ -17,6 +17,8 @@ from enum import IntEnum
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import Broker
@@ -67,7 +69,9 @@ class MqttLink:
         self._on_connect = on_connect
         self._on_message = on_message
         self._lock = threading.Lock()
-        self._retained: list[dict[str, bytes]] = [{} for _ in Kind]
+        # Latest retained payload per topic, per kind, with its message expiry (seconds or None).
+        self._retained: list[dict[str, tuple[bytes, int | None]]] = [{} for _ in Kind]
+        self._expiry_props: dict[int, Properties] = {}
         self._clears: set[str] = set()
         self._subscriptions: list[str] = []
         self._stopping = threading.Event()
@@ -122,41 +126,53 @@ class MqttLink:
         if self.connected:
             self._client.unsubscribe(topic_filter)
 
-    def publish(self, topic: str, payload: bytes, kind: Kind, *, retain: bool = True) -> None:
-        """Send now if connected; retained payloads are also kept for the next connect."""
+    def publish(self, topic: str, payload: bytes, kind: Kind, *, retain: bool = True,
+                expiry: int | None = None) -> None:
+        """Send now if connected; retained payloads are also kept for the next connect.
+
+        ``expiry`` is the MQTT 5 message expiry in seconds: the broker drops a retained value
+        that nobody refreshed in time, so stale data never looks current.
+        """
         connected = self._connected.is_set()
         if retain:
             with self._lock:
                 if payload:
-                    self._retained[kind][topic] = payload
+                    self._retained[kind][topic] = (payload, expiry)
                     self._clears.discard(topic)
                 else:
                     self._retained[kind].pop(topic, None)
                     if not connected:
                         self._clears.add(topic)
         if connected:
-            self._send(topic, payload, kind, retain)
+            self._send(topic, payload, kind, retain, expiry)
 
     def keep(self, topic: str, payload: bytes, kind: Kind) -> None:
         """Remember a retained message the broker already holds, without sending it."""
         with self._lock:
-            self._retained[kind][topic] = payload
+            self._retained[kind][topic] = (payload, None)
             self._clears.discard(topic)
 
-    def publish_many(self, messages: Iterable[tuple[str, bytes]], kind: Kind) -> None:
+    def forget(self, topics: Iterable[str], kind: Kind) -> None:
+        """Stop re-sending these retained messages on reconnect (their data went stale)."""
+        with self._lock:
+            store = self._retained[kind]
+            for topic in topics:
+                store.pop(topic, None)
+
+    def publish_many(self, messages: Iterable[tuple[str, bytes]], kind: Kind, expiry: int | None = None) -> None:
         """Retained publish of a batch, taking the lock once."""
         batch = list(messages)
         with self._lock:
             store = self._retained[kind]
             for topic, payload in batch:
-                store[topic] = payload
+                store[topic] = (payload, expiry)
         if self._connected.is_set():
             for topic, payload in batch:
-                self._send(topic, payload, kind, True)
+                self._send(topic, payload, kind, True, expiry)
 
     def retained(self, kind: Kind) -> dict[str, bytes]:
         with self._lock:
-            return dict(self._retained[kind])
+            return {topic: payload for topic, (payload, _) in self._retained[kind].items()}
 
     def republish(self, kinds: Iterable[Kind] = tuple(Kind)) -> int:
         """Send every kept retained message of ``kinds`` again, in kind order. Returns the count."""
@@ -171,8 +187,8 @@ class MqttLink:
         with self._lock:
             self._clears.difference_update(clears)
         for kind, items in snapshot:
-            for topic, payload in items:
-                self._send(topic, payload, kind, True)
+            for topic, (payload, expiry) in items:
+                self._send(topic, payload, kind, True, expiry)
                 sent += 1
         return sent
 
@@ -194,9 +210,15 @@ class MqttLink:
 
     # ------------------------------------------------------------------ internals
 
-    def _send(self, topic: str, payload: bytes, kind: Kind, retain: bool) -> None:
+    def _send(self, topic: str, payload: bytes, kind: Kind, retain: bool, expiry: int | None = None) -> None:
         check_topic(topic)
-        info = self._client.publish(topic, payload, qos=self._qos, retain=retain)
+        props = None
+        if expiry:
+            props = self._expiry_props.get(expiry)
+            if props is None:
+                props = self._expiry_props[expiry] = Properties(PacketTypes.PUBLISH)
+                props.MessageExpiryInterval = expiry
+        info = self._client.publish(topic, payload, qos=self._qos, retain=retain, properties=props)
         if info.rc == paho.MQTT_ERR_SUCCESS or info.rc == paho.MQTT_ERR_NO_CONN:
             self._counters[kind].inc()
         else:

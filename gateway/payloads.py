@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from gateway.records import Value
@@ -31,6 +31,8 @@ def encode_value(value: Value) -> str | None:
         if value.tzinfo is None:
             raise ValueError("timestamps must carry a UTC offset")
         return value.isoformat(timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
     return str(value)[:MAX_TEXT]
 
 
@@ -45,4 +47,6 @@ def encode_json(payload: Mapping[str, Any]) -> bytes:
 def _default(obj: object) -> object:
     if isinstance(obj, datetime):
         return iso(obj)
+    if isinstance(obj, date):
+        return obj.isoformat()
     raise TypeError(f"cannot encode {type(obj).__name__}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-Value = float | int | str | bool | datetime | None
+Value = float | int | str | bool | datetime | date | None
 
 EMPTY: Mapping[str, Any] = {}
 

@@ -18,6 +18,7 @@ class EntityState:
     """What was last published for one entity."""
 
     text: str | None = None
+    number: float | None = None
     observed_at: datetime | None = None
     published: float = float("-inf")
     attrs_digest: int | None = None
@@ -67,7 +68,10 @@ class Store:
         if text is None:
             st.missing_since = st.missing_since or fetched_at
         else:
-            reason = check(reading.value, entity.measurement)
+            elapsed = None
+            if st.observed_at is not None:
+                elapsed = abs((reading.observed_at - st.observed_at).total_seconds()) / 3600
+            reason = check(reading.value, entity.measurement, st.number, elapsed)
             if reason is not None:
                 out.rejected.append((entity, reason))
                 notes["rejected"] = {"value": text, "reason": reason, "at": iso(fetched_at)}
@@ -79,6 +83,8 @@ class Store:
             notes["note"] = "upstream sent no value; the last good value is kept"
         if text is not None:
             st.observed_at = reading.observed_at
+            value = reading.value
+            st.number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
             if text != st.text or now - st.published >= self.heartbeat:
                 st.text = text
                 st.published = now
@@ -115,6 +121,13 @@ class Store:
                     st.published = now
                     out.append((entity.state_topic, st.text.encode()))
         return out
+
+    def stale(self, source: SourceSpec, wall: datetime) -> list[EntitySpec]:
+        """Entities whose shown value is older than the source's max_age."""
+        max_age = timedelta(seconds=source.max_age)
+        return [e for e in source.entities
+                if (st := self.entities.get(e.unique_id)) is not None and st.observed_at is not None
+                and wall - st.observed_at > max_age]
 
     def newest_observed(self, source: SourceSpec) -> datetime | None:
         stamps = [st.observed_at for e in source.entities

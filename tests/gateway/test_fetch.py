@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gateway.errors import FetchError
-from gateway.fetch import USER_AGENT, Validators, fetch, make_session
+from gateway.fetch import USER_AGENT, HostPolicy, Validators, fetch, make_session
 from gateway.records import Request
 
 
@@ -77,3 +79,24 @@ def test_size_cap(upstream):
     with pytest.raises(FetchError) as info:
         get(upstream, max_bytes=1000)
     assert info.value.kind == "too_large"
+
+
+def test_host_policy_spaces_requests_and_honours_retry_after(upstream):
+    policy = HostPolicy(min_interval=0.3)
+    upstream.serve("/data", {"x": 1})
+    session = make_session()
+    stamps = []
+    for _ in range(2):
+        fetch(session, Request(url=upstream.url + "/data"), timeout=2, policy=policy)
+        stamps.append(time.monotonic())
+    assert stamps[1] - stamps[0] >= 0.29
+    upstream.serve("/data", {"detail": "slow down"}, status=429, headers={"Retry-After": "3600"})
+    with pytest.raises(FetchError) as first:
+        fetch(session, Request(url=upstream.url + "/data"), timeout=2, policy=policy)
+    assert first.value.kind == "http_429"
+    served = len(upstream.requests)
+    # Any source asking the same host now is refused locally, without a request.
+    with pytest.raises(FetchError) as second:
+        fetch(session, Request(url=upstream.url + "/other"), timeout=2, policy=policy)
+    assert second.value.kind == "rate_limited"
+    assert len(upstream.requests) == served
