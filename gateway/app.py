@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -27,6 +28,7 @@ from gateway.http import HttpServer
 from gateway.metrics import Metrics
 from gateway.mqtt import Kind, MqttLink
 from gateway.payloads import encode_json, iso
+from gateway.persist import StateFile
 from gateway.pipeline import Collected, collect
 from gateway.records import Reading
 from gateway.schedule import cron_trigger, interval_trigger
@@ -59,7 +61,8 @@ class Gateway:
     """One gateway instance. ``run`` returns when ``stop`` is set."""
 
     def __init__(self, catalog: Catalog, broker: Broker, *, http_host: str = "0.0.0.0",
-                 http_port: int | None = None, metrics: Metrics | None = None) -> None:
+                 http_port: int | None = None, metrics: Metrics | None = None,
+                 data_dir: Path | None = None) -> None:
         self.catalog = catalog
         self.settings = catalog.settings
         self.metrics = metrics or Metrics()
@@ -83,6 +86,7 @@ class Gateway:
         self._announce: asyncio.TimerHandle | None = None
         self._first_connect_done = False
         self._stopping = False
+        self._dirty = False
         mqtt = self.settings.mqtt
         self.link = MqttLink(
             broker,
@@ -90,6 +94,32 @@ class Gateway:
             will_topic=catalog.gateway_status_topic, metrics=self.metrics, qos=mqtt.qos,
             keepalive=mqtt.keepalive, reconnect_min=mqtt.reconnect_min, reconnect_max=mqtt.reconnect_max,
             on_connect=self._on_connect_threadsafe, on_message=self._on_message_threadsafe)
+        self.state_file = StateFile(data_dir) if data_dir is not None else None
+        self.registry: set[str] = set()
+        self._restore()
+
+    # ------------------------------------------------------------------ data directory
+
+    def _restore(self) -> None:
+        if self.state_file is None:
+            return
+        saved = self.state_file.load()
+        registry = saved.get("discovery")
+        self.registry = {t for t in registry if isinstance(t, str)} if isinstance(registry, list) else set()
+        entities = saved.get("entities")
+        if not isinstance(entities, dict):
+            return
+        restored = self.store.restore(self.catalog.sources.values(), entities, time.monotonic(), datetime.now(UTC))
+        for spec, messages in restored:
+            self.link.publish_many(messages, Kind.STATE, self._expiry(spec))
+        count = sum(len(m) for _, m in restored)
+        if count:
+            log.info("restored %d fresh values from %s", count, self.state_file.path)
+
+    def save_state(self) -> None:
+        if self.state_file is not None:
+            self.state_file.save({"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(),
+                                  "discovery": sorted(self.registry)})
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,6 +153,7 @@ class Gateway:
             if self._announce is not None:
                 self._announce.cancel()
             await asyncio.to_thread(self.link.stop)
+            self.save_state()
             if self.http is not None:
                 self.http.stop()
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -204,12 +235,16 @@ class Gateway:
         if self._stopping:
             return
         if not complete:
+            # Phase one only: remember what we published before and no longer own, and clear it
+            # on the next start that sees the broker's whole retained store.
             log.warning("could not read the broker's retained discovery configs; publishing all, "
                         "clearing nothing")
             for topic, payload in self.configs.items():
                 self.link.publish(topic, payload, Kind.DISCOVERY)
+            self.registry |= set(self.configs)
+            self.save_state()
             return
-        orphans = sorted(set(seen) - set(self.configs))
+        orphans = sorted((set(seen) | self.registry) - set(self.configs))
         for topic in orphans:
             self.link.publish(topic, b"", Kind.DISCOVERY)
         unchanged = 0
@@ -219,6 +254,8 @@ class Gateway:
                 unchanged += 1
             else:
                 self.link.publish(topic, payload, Kind.DISCOVERY)
+        self.registry = set(self.configs)
+        self.save_state()
         log.info("discovery: %d configs (%d unchanged), %d orphaned configs removed",
                  len(self.configs), unchanged, len(orphans))
 
@@ -285,6 +322,8 @@ class Gateway:
         key = spec.key
         out = self.store.apply(spec, readings, fetched_at, url, time.monotonic())
         expiry = self._expiry(spec)
+        if out.states:
+            self._dirty = True
         self.link.publish_many(out.states, Kind.STATE, expiry)
         self.link.publish_many(out.attributes, Kind.ATTRIBUTES, expiry)
         for entity, reason in out.rejected:
@@ -355,6 +394,9 @@ class Gateway:
             if stale:
                 self.link.forget([e.state_topic for e in stale], Kind.STATE)
                 self.link.forget([e.attributes_topic for e in stale], Kind.ATTRIBUTES)
+        if self._dirty:
+            self._dirty = False
+            await asyncio.to_thread(self.save_state)
         for key, spec in self.catalog.sources.items():
             state = self.sources[key]
             if state.body is not None and state.last_success is not None:

@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from gateway import __version__, catalog, contract, discovery
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--http-port", default=None,
                      help=f"metrics/health port, 'off' to disable [GATEWAY_HTTP_PORT] (default {DEFAULT_HTTP_PORT})")
     run.add_argument("--http-host", default=None, help="metrics bind address [GATEWAY_HTTP_HOST] (default 0.0.0.0)")
+    run.add_argument("--data-dir", default=None,
+                     help="where last values and the discovery registry are kept, 'off' to disable "
+                          "[GATEWAY_DATA_DIR] (default .data/gateway)")
 
     sub.add_parser("check-config", parents=[common], help="validate topics.yaml and the broker settings")
     sub.add_parser("topics", parents=[common], help="list every topic the config produces")
@@ -223,8 +227,10 @@ def _run(cat: catalog.Catalog, broker: Broker, args: argparse.Namespace, env: Ma
 
     http_port = _http_port(args, env)
     http_host = args.http_host or env.get("GATEWAY_HTTP_HOST", "0.0.0.0")
+    data_dir_text = args.data_dir or env.get("GATEWAY_DATA_DIR", ".data/gateway")
+    data_dir = None if data_dir_text.strip().lower() in ("off", "none", "") else Path(data_dir_text)
     try:
-        gateway = Gateway(cat, broker, http_host=http_host, http_port=http_port)
+        gateway = Gateway(cat, broker, http_host=http_host, http_port=http_port, data_dir=data_dir)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {http_host}:{http_port}: {exc.strerror or exc}") from None
 

@@ -112,8 +112,9 @@ class Mqtt(_Model):
     birth_delay: Duration = 10.0
     client_id: str | None = Field(default=None, max_length=64)
     keepalive: int = Field(default=60, ge=5, le=3600)
-    reconnect_min: Duration = 1.0
-    reconnect_max: Duration = 60.0
+    reconnect_min: Duration = 0.5
+    # A local broker is cheap to retry; 4 s keeps "back within 5 s of the broker" true.
+    reconnect_max: Duration = 4.0
     message_expiry: bool = True
 
 

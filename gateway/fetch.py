@@ -113,6 +113,8 @@ def _fetch(session: requests.Session, request: Request, timeout: float, validato
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError(url, "too_large", f"body of {declared} bytes exceeds the {max_bytes}-byte cap")
             ctype = resp.headers.get("Content-Type", "").lower()
+            if "html" in ctype and "html" not in request.accept:
+                raise FetchError(url, "html_page", "got an HTML page (maintenance or error page?)")
             if "json" in request.accept and ctype and not any(t in ctype for t in JSON_TYPES):
                 raise FetchError(url, "content_type", f"expected JSON, got Content-Type {ctype[:60]!r}")
             body = _read_capped(resp, url, max_bytes, timeout)

@@ -80,12 +80,13 @@ class MqttLink:
         self._connections = 0
         self._failures = 0
         self._counters = {k: metrics.publishes.labels(kind=KIND_LABELS[k]) for k in Kind}
-        self._client = self._make_client(client_id)
+        self._client_id = client_id
+        self._client = self._make_client()
 
     # ------------------------------------------------------------------ setup
 
-    def _make_client(self, client_id: str) -> paho.Client:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
+    def _make_client(self) -> paho.Client:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=paho.MQTTv5,
                              reconnect_on_failure=False)
         configure_security(client, self._broker)
         client.will_set(self._will_topic, OFFLINE, qos=1, retain=True)
@@ -231,7 +232,14 @@ class MqttLink:
 
     def _run(self) -> None:
         b = self._broker
+        first = True
         while not self._stopping.is_set():
+            if not first:
+                # A fresh client per connection: the old one may still hold unacknowledged
+                # publishes that paho would re-send after our newer values. The retained store
+                # re-sends everything that matters anyway.
+                self._client = self._make_client()
+            first = False
             try:
                 self._client.connect(b.host, b.port, keepalive=self._keepalive, clean_start=True)
             except (OSError, ValueError) as exc:

@@ -129,6 +129,40 @@ class Store:
                 if (st := self.entities.get(e.unique_id)) is not None and st.observed_at is not None
                 and wall - st.observed_at > max_age]
 
+    def dump(self) -> dict[str, list[Any]]:
+        """The shown values, for the data directory."""
+        return {uid: [st.text, st.number, st.observed_at.isoformat() if st.observed_at else None,
+                      st.missing_since.isoformat() if st.missing_since else None]
+                for uid, st in self.entities.items() if st.text is not None}
+
+    def restore(self, sources: Iterable[SourceSpec], saved: dict[str, Any], now: float,
+                wall: datetime) -> list[tuple[SourceSpec, list[tuple[str, bytes]]]]:
+        """Load saved values of configured entities; returns the fresh ones to put back on the broker."""
+        out: list[tuple[SourceSpec, list[tuple[str, bytes]]]] = []
+        for source in sources:
+            max_age = timedelta(seconds=source.max_age)
+            fresh: list[tuple[str, bytes]] = []
+            for entity in source.entities:
+                row = saved.get(entity.unique_id)
+                if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], str):
+                    continue
+                try:
+                    observed = datetime.fromisoformat(row[2]) if row[2] else None
+                    missing = datetime.fromisoformat(row[3]) if row[3] else None
+                except (TypeError, ValueError):
+                    continue
+                if observed is None or observed.tzinfo is None:
+                    continue
+                st = self.state(entity)
+                st.text, st.observed_at, st.missing_since = row[0], observed, missing
+                st.number = float(row[1]) if isinstance(row[1], int | float) and not isinstance(row[1], bool) else None
+                st.published = now
+                if wall - observed <= max_age:
+                    fresh.append((entity.state_topic, row[0].encode()))
+            if fresh:
+                out.append((source, fresh))
+        return out
+
     def newest_observed(self, source: SourceSpec) -> datetime | None:
         stamps = [st.observed_at for e in source.entities
                   if (st := self.entities.get(e.unique_id)) is not None and st.observed_at is not None]

@@ -24,8 +24,12 @@ import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway import catalog, contract, discovery
+from gateway.config import load
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TEST_CERTS = ROOT / "mosquitto" / "certs" / "test"
 
 
 def free_port() -> int:
@@ -49,25 +53,48 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 
 
 class Mosquitto:
-    """A broker started from the project's mosquitto/ config, moved to a free port."""
+    """A broker started from one of the project's mosquitto/ configs, moved to free ports.
+
+    Listener ports are remapped (``ports[1883]`` is where the config's 1883 listener ended up),
+    the password file is created with mosquitto_passwd from ``users``, and the test
+    certificates stand in for the real ones.
+    """
 
     def __init__(self, workdir: Path, conf: str = "local.conf", persistence: bool = False,
-                 port: int | None = None, extra: Iterable[str] = ()) -> None:
+                 port: int | None = None, extra: Iterable[str] = (), users: dict[str, str] | None = None,
+                 server_cert: str = "server") -> None:
         self.workdir = workdir
+        self.ports: dict[int, int] = {}
         self.port = port or free_port()
+        passwd = workdir / "passwd"
+        if users:
+            binary = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+            passwd.write_text("")
+            for user, password in users.items():
+                subprocess.run([binary, "-b", str(passwd), user, password], check=True, capture_output=True)
         self.conf_path = workdir / f"mosquitto-{self.port}.conf"
+        certs = ROOT / "mosquitto" / "certs" / "test"
         lines = []
         for line in (ROOT / "mosquitto" / conf).read_text().splitlines():
             word = line.split(" ", 1)[0]
-            if word == "listener" and " 127.0.0.1" in line and "1883" in line:
-                line = f"listener {self.port} 127.0.0.1"
+            if word == "listener":
+                original = int(line.split()[1])
+                self.ports[original] = self.port if original == 1883 else free_port()
+                line = f"listener {self.ports[original]} 127.0.0.1"
             elif word in ("persistence", "persistence_location", "autosave_interval", "log_dest"):
                 continue
+            line = line.replace("mosquitto/passwd", str(passwd))
+            line = line.replace("mosquitto/certs/server.", f"{certs}/{server_cert}.")
+            line = line.replace(" mosquitto/", f" {ROOT}/mosquitto/")
             lines.append(line)
         lines.append(f"persistence {'true' if persistence else 'false'}")
         if persistence:
             lines.append(f"persistence_location {workdir}/")
         lines.append(f"log_dest file {workdir}/mosquitto-{self.port}.log")
+        if os.geteuid() == 0:
+            # As root Mosquitto would switch to the "mosquitto" user, which cannot read pytest's
+            # private temp directory.
+            lines.append("user root")
         lines.extend(extra)
         self.conf_path.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -187,15 +214,17 @@ class Subscriber:
     """A real MQTT client recording everything it receives."""
 
     def __init__(self, port: int, *filters: str, username: str | None = None, password: str | None = None,
-                 live: bool = False) -> None:
+                 live: bool = False, ca: Path | None = None, transport: str = "tcp") -> None:
         """Subscribe to ``filters``. With ``live``, retain flags are reported as published (MQTT 5
         retain-as-published), so a test can check them on messages that arrive after subscribing."""
         self.messages: list[Msg] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, transport=transport)
         if username:
             self.client.username_pw_set(username, password)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._ready.set()
         self.client.connect("127.0.0.1", port)
@@ -240,8 +269,11 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def publish(port: int, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1) -> None:
+def publish(port: int, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1,
+            username: str | None = None, password: str | None = None) -> None:
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    if username:
+        client.username_pw_set(username, password)
     client.connect("127.0.0.1", port)
     client.loop_start()
     client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
@@ -253,14 +285,15 @@ def publish(port: int, topic: str, payload: bytes | str, retain: bool = False, q
 
 
 def write_config(path: Path, upstream: str, *, base: str = "soest", slug: str = "soest",
-                 edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+                 edit: Callable[[dict[str, Any]], None] | None = None, fast_reconnect: bool = True) -> Path:
     """The default topics.yaml, pointed at the fixture server and made quick for tests."""
     data = yaml.safe_load((ROOT / "topics.yaml").read_text())
     data["city"]["slug"] = slug
     data["mqtt"]["base_topic"] = base
     data["mqtt"]["birth_delay"] = "0.4s"
-    data["mqtt"]["reconnect_max"] = "1s"
-    data["mqtt"]["reconnect_min"] = "0.2s"
+    if fast_reconnect:
+        data["mqtt"]["reconnect_max"] = "1s"
+        data["mqtt"]["reconnect_min"] = "0.2s"
     for source in data["sources"].values():
         if source["adapter"] != "sun":
             source["base_url"] = upstream
@@ -278,7 +311,8 @@ class GatewayProcess:
         self.log_path = config.with_suffix(".log")
         self._log = self.log_path.open("wb")
         full_env = {**os.environ, "GATEWAY_MQTT_HOST": "127.0.0.1", "GATEWAY_MQTT_PORT": str(port),
-                    "GATEWAY_HTTP_PORT": "off", "PYTHONUNBUFFERED": "1", **(env or {})}
+                    "GATEWAY_HTTP_PORT": "off", "GATEWAY_DATA_DIR": str(config.parent / "data"),
+                    "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config),
                                       "--log-level", "debug", *args],
                                      cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
@@ -299,3 +333,39 @@ class GatewayProcess:
         self.proc.kill()
         self.proc.wait(10)
         self._log.close()
+
+
+# --------------------------------------------------------------------------- tree snapshots
+
+FILTERS = ("soest/#", "homeassistant/#")
+
+
+def expected_tree(config: Path) -> set[str]:
+    """Every retained topic the config should produce, from the code's own contract."""
+    cat = catalog.build(load(config))
+    rows = contract.expand(cat, list(discovery.configs(cat)))
+    return {r.topic for r in rows if r.retained}
+
+
+def retained_tree(port: int, expected: set[str], timeout: float = 15.0) -> dict[str, bytes]:
+    """What a newly connecting subscriber receives: the broker's retained store.
+
+    Messages delivered because of the subscription carry the retain flag; live publishes that
+    happen to arrive meanwhile do not, and are ignored. Resubscribes until ``expected`` is there.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        sub = Subscriber(port, *FILTERS)
+        try:
+            time.sleep(0.3)
+            msgs = sub.snapshot()
+        finally:
+            sub.close()
+        tree = {m.topic: m.payload for m in msgs if m.retain}
+        if expected <= {t for t, p in tree.items() if p} or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    missing = expected - set(tree)
+    assert not missing, f"missing retained topics: {sorted(missing)}"
+    assert all(m.qos == 1 for m in msgs if m.retain)
+    return tree

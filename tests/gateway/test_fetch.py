@@ -67,8 +67,15 @@ def test_connection_refused():
     assert info.value.kind == "connection"
 
 
-def test_html_content_type(upstream):
+def test_html_page(upstream):
     upstream.serve("/data", "<html>maintenance</html>", headers={"Content-Type": "text/html; charset=utf-8"})
+    with pytest.raises(FetchError) as info:
+        get(upstream)
+    assert info.value.kind == "html_page"
+
+
+def test_wrong_content_type(upstream):
+    upstream.serve("/data", b"\x89PNG", headers={"Content-Type": "image/png"})
     with pytest.raises(FetchError) as info:
         get(upstream)
     assert info.value.kind == "content_type"

@@ -14,52 +14,21 @@ import pytest
 from gateway import catalog, contract, discovery, ha
 from gateway.config import load
 from tests.helpers import (
+    FILTERS,
     ROOT,
     GatewayProcess,
     Mosquitto,
     Subscriber,
+    expected_tree,
     free_port,
     fresh_fixture,
     publish,
+    retained_tree,
     wait_until,
     write_config,
 )
 
 pytestmark = pytest.mark.broker
-
-FILTERS = ("soest/#", "homeassistant/#")
-
-
-def expected_tree(config: Path) -> set[str]:
-    """Every retained topic the config should produce, from the code's own contract."""
-    cat = catalog.build(load(config))
-    rows = contract.expand(cat, list(discovery.configs(cat)))
-    return {r.topic for r in rows if r.retained}
-
-
-def retained_tree(port: int, expected: set[str], timeout: float = 15.0) -> dict[str, bytes]:
-    """What a newly connecting subscriber receives: the broker's retained store.
-
-    Messages delivered because of the subscription carry the retain flag; live publishes that
-    happen to arrive meanwhile do not, and are ignored. Resubscribes until ``expected`` is there.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        sub = Subscriber(port, *FILTERS)
-        try:
-            time.sleep(0.3)
-            msgs = sub.snapshot()
-        finally:
-            sub.close()
-        tree = {m.topic: m.payload for m in msgs if m.retain}
-        if expected <= {t for t, p in tree.items() if p} or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    missing = expected - set(tree)
-    assert not missing, f"missing retained topics: {sorted(missing)}"
-    assert all(m.qos == 1 for m in msgs if m.retain)
-    return tree
-
 
 @pytest.fixture
 def config(tmp_path: Path, upstream) -> Path:
@@ -232,36 +201,6 @@ def test_last_will_after_kill_9(config: Path, broker: Mosquitto):
     msg = sub.wait_for("soest/gateway/status", "offline", timeout=10)
     assert msg.retain
     sub.close()
-
-
-def test_sigterm_publishes_offline_and_exits_0(config: Path, broker: Mosquitto):
-    sub = Subscriber(broker.port, "soest/gateway/status", live=True)
-    proc = GatewayProcess(config, broker.port)
-    sub.wait_for("soest/gateway/status", "online")
-    started = time.monotonic()
-    assert proc.terminate(timeout=5) == 0
-    assert time.monotonic() - started < 5
-    assert sub.wait_for("soest/gateway/status", "offline", timeout=2).retain
-    assert "Traceback" not in proc.log
-    sub.close()
-
-
-def test_starts_without_broker_and_publishes_when_it_appears(config: Path, tmp_path: Path):
-    port = free_port()
-    proc = GatewayProcess(config, port)
-    try:
-        time.sleep(2)
-        assert proc.proc.poll() is None
-        late = Mosquitto(tmp_path, port=port).start()
-        try:
-            tree = retained_tree(port, expected_tree(config), timeout=15)
-            assert tree["soest/brightsky/temperature"] == b"24.3"
-        finally:
-            proc.terminate()
-            late.stop()
-    finally:
-        if proc.proc.poll() is None:
-            proc.kill()
 
 
 def test_failing_source_goes_offline_keeps_value_and_recovers(tmp_path: Path, broker: Mosquitto, upstream):

@@ -1,0 +1,112 @@
+"""Broker outages: the gateway never dies, loses nothing, and restores the retained tree."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Broker
+from gateway.metrics import Metrics
+from gateway.mqtt import Kind, MqttLink
+from tests.helpers import (
+    GatewayProcess,
+    Mosquitto,
+    Subscriber,
+    expected_tree,
+    free_port,
+    fresh_fixture,
+    retained_tree,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def config(tmp_path: Path, upstream) -> Path:
+    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    # The shipped reconnect defaults, not the tests' quick ones: "within 5 s" must hold as shipped.
+    return write_config(tmp_path / "topics.yaml", upstream.url, fast_reconnect=False,
+                        edit=lambda d: d["sources"]["brightsky"].update(every="1s", jitter="0s"))
+
+
+@pytest.mark.parametrize("persistence", [False, True], ids=["no-persistence", "persistence"])
+def test_broker_killed_and_restarted(tmp_path: Path, config: Path, upstream, persistence: bool):
+    broker = Mosquitto(tmp_path, persistence=persistence).start()
+    proc = GatewayProcess(config, broker.port)
+    try:
+        expected = expected_tree(config)
+        retained_tree(broker.port, expected)
+        for outage in (0.5, 6.0):  # short, and longer than the backoff cap
+            broker.stop(kill=True)
+            # A value that changes while the broker is away must not be lost.
+            new_value = f"{10.25 + outage}"
+            body = fresh_fixture("brightsky/current_weather.json").replace(
+                b'"temperature":24.3', f'"temperature":{new_value}'.encode())
+            upstream.serve("/current_weather", body)
+            time.sleep(outage)
+            broker.start()
+            back = time.monotonic()
+            sub = Subscriber(broker.port, "soest/#", "homeassistant/#")
+            sub.wait_for("soest/brightsky/temperature", new_value, timeout=5.5)
+            sub.close()
+            tree = retained_tree(broker.port, expected, timeout=max(0.5, 5.5 - (time.monotonic() - back)))
+            assert set(tree) >= expected
+            assert tree["soest/gateway/status"] == b"online"
+        assert proc.proc.poll() is None
+        assert "Traceback" not in proc.log
+    finally:
+        proc.terminate()
+        broker.stop()
+
+
+def test_no_broker_at_startup(tmp_path: Path, config: Path):
+    port = free_port()
+    proc = GatewayProcess(config, port)
+    try:
+        time.sleep(3)
+        assert proc.proc.poll() is None
+        assert "cannot reach MQTT broker" in proc.log
+        broker = Mosquitto(tmp_path, port=port).start()
+        try:
+            tree = retained_tree(port, expected_tree(config), timeout=10)
+            assert tree["soest/brightsky/temperature"] == b"24.3"
+        finally:
+            proc.terminate()
+            broker.stop()
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()
+
+
+def test_connection_dropped_during_a_burst(tmp_path: Path):
+    """5,000 retained topics, three rounds of values, the broker killed mid-burst: last values win."""
+    broker = Mosquitto(tmp_path).start()
+    link = MqttLink(Broker(port=broker.port), client_id="burst", will_topic="burst/gateway/status",
+                    metrics=Metrics(), reconnect_min=0.1, reconnect_max=0.5)
+    link.start()
+    assert link.wait_connected(5)
+    # The link re-sends everything it holds on every connect.
+    link._on_connect = lambda first: link.republish()
+    topics = [f"burst/sensor/{i}" for i in range(5000)]
+    try:
+        for round_ in range(3):
+            for i, topic in enumerate(topics):
+                link.publish(topic, f"{round_}-{i}".encode(), Kind.STATE)
+                if round_ == 1 and i == 2500:
+                    broker.stop(kill=True)
+                    broker.start()
+        assert link.wait_connected(10)
+        sub = Subscriber(broker.port, "burst/sensor/#")
+        wait_until(lambda: len({m.topic for m in sub.snapshot()}) == len(topics), 15)
+        time.sleep(0.5)
+        latest = sub.latest()
+        wrong = [t for i, t in enumerate(topics) if latest[t].payload != f"2-{i}".encode()]
+        assert wrong == []
+        sub.close()
+    finally:
+        link.stop()
+        broker.stop()
