@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from adapters import brightsky, sun
+from adapters import brightsky, dwd_alerts, nina, sensor_community, sun, uba_air
 from adapters.base import Adapter
 
-ADAPTERS: Mapping[str, Adapter] = MappingProxyType({a.name: a for a in (brightsky.ADAPTER, sun.ADAPTER)})
+ADAPTERS: Mapping[str, Adapter] = MappingProxyType({a.name: a for a in (
+    brightsky.ADAPTER, sun.ADAPTER, dwd_alerts.ADAPTER, nina.ADAPTER, uba_air.ADAPTER, sensor_community.ADAPTER,
+)})
 
 __all__ = ["ADAPTERS", "Adapter"]

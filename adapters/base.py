@@ -70,17 +70,30 @@ class Adapter:
         return self.dynamic_fields(options) if self.dynamic_fields is not None else self.fields
 
 
-def load_json_object(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object or raise ParseError with a short reason (HTML pages, truncation, ...)."""
+def load_json(body: bytes) -> Any:
+    """Decode JSON or raise ParseError with a short reason (HTML pages, truncation, ...)."""
     head = body.lstrip()[:1]
     if head == b"<":
         raise ParseError("got HTML instead of JSON", kind="not_json")
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise ParseError(f"invalid JSON: {str(exc)[:120]}", kind="bad_json") from None
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object, or ParseError."""
+    data = load_json(body)
     if not isinstance(data, dict):
         raise ParseError(f"expected a JSON object, got {type(data).__name__}", kind="bad_schema")
+    return data
+
+
+def load_json_array(body: bytes) -> list[Any]:
+    """A JSON array, or ParseError."""
+    data = load_json(body)
+    if not isinstance(data, list):
+        raise ParseError(f"expected a JSON array, got {type(data).__name__}", kind="bad_schema")
     return data
 
 

@@ -8,7 +8,7 @@ import random
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -406,11 +406,14 @@ class Gateway:
 
     def _reevaluate(self, spec: SourceSpec, state: SourceState, now: datetime) -> None:
         """Parse the last body again: some values change with time alone (expiring warnings)."""
+        fetched = state.last_success or now
         try:
             readings = list(spec.adapter.parse(state.body or b"", state.options or spec.options, now))
         except SourceError:
             return
-        self._publish_readings(spec, readings, state.last_success or now, state.url)
+        # The body is as old as its fetch: a re-evaluation must not make it look newer.
+        readings = [r if r.observed_at <= fetched else replace(r, observed_at=fetched) for r in readings]
+        self._publish_readings(spec, readings, fetched, state.url)
 
     def status(self) -> dict[str, Any]:
         return {key: {"online": s.online, "failures": s.failures, "errors_total": s.errors_total,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,6 +12,24 @@ from gateway.catalog import EntitySpec, SourceSpec
 from gateway.checks import check
 from gateway.payloads import encode_json, encode_value, iso
 from gateway.records import Reading
+
+# Home Assistant's recorder drops attribute sets above 16 KiB; stay well below.
+MAX_ATTRIBUTES_BYTES = 12_000
+
+
+def _shrink(attrs: dict[str, Any]) -> bytes:
+    """Drop the largest extra attributes until the JSON fits, naming what was dropped."""
+    keep = dict(attrs)
+    dropped: list[str] = []
+    protected = {"observed_at", "station", "unit", "source_url", "license", "attribution"}
+    candidates = sorted((k for k in keep if k not in protected), key=lambda k: -len(encode_json({k: keep[k]})))
+    for key in candidates:
+        del keep[key]
+        dropped.append(key)
+        encoded = encode_json({**keep, "attributes_dropped": dropped})
+        if len(encoded) <= MAX_ATTRIBUTES_BYTES:
+            return encoded
+    return encode_json({**keep, "attributes_dropped": dropped})
 
 
 @dataclass(slots=True)
@@ -101,7 +120,11 @@ class Store:
             **reading.attributes,
             **notes,
         }
-        digest = hash(encode_json(attrs))
+        encoded = encode_json(attrs)
+        if len(encoded) > MAX_ATTRIBUTES_BYTES:
+            encoded = _shrink(attrs)
+            attrs = json.loads(encoded)
+        digest = hash(encoded)
         if digest != st.attrs_digest or (out.states and out.states[-1][0] == entity.state_topic):
             st.attrs_digest = digest
             attrs["fetched_at"] = iso(fetched_at)

@@ -249,11 +249,18 @@ class Subscriber:
     def on(self, topic: str) -> list[Msg]:
         return [m for m in self.snapshot() if m.topic == topic]
 
-    def wait_for(self, topic: str, payload: bytes | str | None = None, timeout: float = 10.0) -> Msg:
+    def mark(self) -> int:
+        """A position in the message log, for ``wait_for(..., after=...)``."""
+        with self._lock:
+            return len(self.messages)
+
+    def wait_for(self, topic: str, payload: bytes | str | None = None, timeout: float = 10.0,
+                 after: int = 0) -> Msg:
+        """The newest message on ``topic`` (with ``payload``) received after position ``after``."""
         want = payload.encode() if isinstance(payload, str) else payload
 
         def found() -> Msg | None:
-            for m in reversed(self.snapshot()):
+            for m in reversed(self.snapshot()[after:]):
                 if m.topic == topic and (want is None or m.payload == want):
                     return m
             return None

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture
 def config(tmp_path: Path, upstream) -> Path:
-    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     # The shipped reconnect defaults, not the tests' quick ones: "within 5 s" must hold as shipped.
     return write_config(tmp_path / "topics.yaml", upstream.url, fast_reconnect=False,
                         edit=lambda d: d["sources"]["brightsky"].update(every="1s", jitter="0s"))
@@ -44,7 +44,7 @@ def test_broker_killed_and_restarted(tmp_path: Path, config: Path, upstream, per
             broker.stop(kill=True)
             # A value that changes while the broker is away must not be lost.
             new_value = f"{10.25 + outage}"
-            body = fresh_fixture("brightsky/current_weather.json").replace(
+            body = fresh_fixture("brightsky/normal.json").replace(
                 b'"temperature":24.3', f'"temperature":{new_value}'.encode())
             upstream.serve("/current_weather", body)
             time.sleep(outage)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture
 def config(tmp_path: Path, upstream) -> Path:
-    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     return write_config(tmp_path / "topics.yaml", upstream.url)
 
 

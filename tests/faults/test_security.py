@@ -69,7 +69,7 @@ def test_residents_cannot_publish_city_data(city_broker: Mosquitto):
 
 
 def test_gateway_over_tls_with_the_shipped_test_ca(tmp_path: Path, city_broker: Mosquitto, upstream):
-    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     cfg = write_config(tmp_path / "t.yaml", upstream.url)
     tls_port = city_broker.ports[8883]
     proc = GatewayProcess(cfg, tls_port, env={
@@ -91,7 +91,7 @@ def test_gateway_over_tls_with_the_shipped_test_ca(tmp_path: Path, city_broker: 
 
 def test_gateway_refuses_a_certificate_from_another_ca(tmp_path: Path, upstream):
     rogue = Mosquitto(tmp_path, "mosquitto.conf", users=USERS, server_cert="rogue-server").start()
-    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     cfg = write_config(tmp_path / "t.yaml", upstream.url)
     env = {"GATEWAY_MQTT_USERNAME": "gateway", "GATEWAY_MQTT_PASSWORD": USERS["gateway"],
            "GATEWAY_MQTT_TLS_CA": str(TEST_CERTS / "ca.crt"), "GATEWAY_MQTT_HOST": "localhost"}

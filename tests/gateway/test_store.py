@@ -90,3 +90,15 @@ def test_attributes_carry_provenance(source):
     assert "Deutscher Wetterdienst" in attrs["attribution"]
     assert attrs["license"]
     assert attrs["unit"] == "°C"
+
+
+def test_oversized_attributes_are_shrunk(source):
+    store = Store(heartbeat=900)
+    huge = {"warnings": ["x" * 400] * 100, "small": 1}
+    out = store.apply(source, [Reading("temperature", 21.0, T0, attributes=huge)], T0, "u", now=0)
+    (_, payload), = out.attributes
+    assert len(payload) <= 12_000
+    attrs = json.loads(payload)
+    assert attrs["attributes_dropped"] == ["warnings"]
+    assert attrs["small"] == 1
+    assert attrs["fetched_at"]

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture
 def config(tmp_path: Path, upstream) -> Path:
-    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     return write_config(tmp_path / "topics.yaml", upstream.url)
 
 
@@ -115,7 +115,7 @@ def test_republish_after_broker_restart_without_persistence(config: Path, broker
 
 
 def test_value_change_during_outage_is_not_lost(tmp_path: Path, broker: Mosquitto, upstream):
-    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     cfg = write_config(tmp_path / "t.yaml", upstream.url,
                        edit=lambda d: d["sources"]["brightsky"].update(every="1s", jitter="0s"))
     proc = GatewayProcess(cfg, broker.port)
@@ -124,7 +124,7 @@ def test_value_change_during_outage_is_not_lost(tmp_path: Path, broker: Mosquitt
         sub.wait_for("soest/brightsky/temperature", "24.3")
         sub.close()
         broker.stop(kill=True)
-        body = fresh_fixture("brightsky/current_weather.json").replace(b'"temperature":24.3', b'"temperature":19.7')
+        body = fresh_fixture("brightsky/normal.json").replace(b'"temperature":24.3', b'"temperature":19.7')
         upstream.serve("/current_weather", body)
         time.sleep(2.5)  # the gateway fetches the new value while the broker is down
         broker.start()
@@ -153,7 +153,7 @@ def test_reannounce_after_home_assistant_birth(config: Path, broker: Mosquitto, 
 
 
 def test_orphans_are_cleared_and_unchanged_configs_not_resent(tmp_path: Path, broker: Mosquitto, upstream):
-    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     cfg = write_config(tmp_path / "t.yaml", upstream.url)
     orphan = "homeassistant/sensor/soest/soest_brightsky_snow_depth/config"
     foreign = "homeassistant/sensor/zigbee2mqtt/0x00158d0001/config"
@@ -204,7 +204,7 @@ def test_last_will_after_kill_9(config: Path, broker: Mosquitto):
 
 
 def test_failing_source_goes_offline_keeps_value_and_recovers(tmp_path: Path, broker: Mosquitto, upstream):
-    upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     cfg = write_config(tmp_path / "t.yaml", upstream.url, edit=lambda d: d["sources"]["brightsky"].update(
         every="1s", jitter="0s", failure_threshold=2))
     sub = Subscriber(broker.port, "soest/#", live=True)
@@ -217,8 +217,9 @@ def test_failing_source_goes_offline_keeps_value_and_recovers(tmp_path: Path, br
         assert sub.on("soest/sun/status")[-1].text == "online"  # other sources unaffected
         tree = retained_tree(broker.port, {"soest/brightsky/temperature"})
         assert tree["soest/brightsky/temperature"] == b"24.3"  # the last good value stays
-        upstream.serve("/current_weather", fresh_fixture("brightsky/current_weather.json"))
-        sub.wait_for("soest/brightsky/status", "online", timeout=10)
+        mark = sub.mark()
+        upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
+        sub.wait_for("soest/brightsky/status", "online", timeout=10, after=mark)
     finally:
         proc.terminate()
         sub.close()

@@ -1,0 +1,160 @@
+"""Civil-protection warnings (MoWaS, KATWARN, BIWAPP, DWD, LHP, police) from the NINA dashboard."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from adapters.base import Adapter, AdapterOptions, clip, load_json
+from gateway.errors import ParseError
+from gateway.records import Reading, Request, Station
+
+# Lowest first; "unknown" (NINA sends it, e.g. for flood messages) still means "there is a warning".
+SEVERITIES = ("none", "unknown", "minor", "moderate", "severe", "extreme")
+# Our warning attribute -> path in a dashboard item [C: bundesAPI/nina-api openapi.yaml].
+ITEM: dict[str, tuple[str, ...]] = {
+    "id": ("id",),
+    "provider": ("payload", "data", "provider"),
+    "severity": ("payload", "data", "severity"),
+    "msg_type": ("payload", "data", "msgType"),
+    "headline": ("i18nTitle", "de"),
+    "sent": ("sent",),
+    "event": ("payload", "data", "transKeys", "event"),
+}
+FIELDS = frozenset({"count", "highest_severity", "latest_headline"})
+MAX_LISTED = 20  # active warnings listed; upcoming and cancelled ones: 5 each
+KREIS_DIGITS = 5  # Land (2) + Regierungsbezirk (1) + Kreis (2); the dashboard only knows Kreise
+
+
+def _kreis(ars: str) -> str:
+    """The dashboard works at Kreis level only: 059740040040 (Stadt Soest) -> 059740000000."""
+    return ars[:KREIS_DIGITS] + "0" * (12 - KREIS_DIGITS)
+
+
+class Options(AdapterOptions):
+    ars: Annotated[str, Field(pattern=r"^\d{12}$"), AfterValidator(_kreis)] = "059740000000"
+    area_name: str = Field(default="Kreis Soest", max_length=80)  # only for the station attribute
+    providers: tuple[str, ...] | None = None  # e.g. ("MOWAS", "DWD"); None = all
+
+
+def request(opts: Options, base_url: str) -> Request:
+    return Request(url=f"{base_url.rstrip('/')}/dashboard/{opts.ars}.json")
+
+
+def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
+    latest: dict[str, dict[str, Any]] = {}
+    for index, item in enumerate(_load_array(body)):
+        if not isinstance(item, dict):
+            continue
+        if not isinstance(_dig(item, "payload", "data"), dict):
+            raise ParseError("a dashboard item has no payload.data", kind="bad_schema")
+        warning = _warning(item)
+        key = warning["id"] or f"#{index}"
+        # An Update (or a Cancel) supersedes the earlier message with the same id.
+        if key not in latest or _order(warning) >= _order(latest[key]):
+            latest[key] = warning
+    wanted = {p.upper() for p in opts.providers} if opts.providers is not None else None
+    active: list[dict[str, Any]] = []
+    cancelled: list[dict[str, Any]] = []
+    upcoming: list[dict[str, Any]] = []
+    for w in sorted(latest.values(), key=_sent, reverse=True):  # newest first
+        if wanted is not None and (w["provider"] or "").upper() not in wanted:
+            continue
+        if (w["msg_type"] or "").lower() == "cancel" or w["valid"] is False:
+            cancelled.append(w)
+        elif w["expires"] is not None and w["expires"] <= now:
+            continue  # not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample]
+        else:
+            (upcoming if w["onset"] is not None and w["onset"] > now else active).append(w)
+    highest = max((w["severity"] for w in active), key=SEVERITIES.index, default="none")
+    station = Station(name=opts.area_name, id=opts.ars)
+    values: dict[str, tuple[object, dict[str, Any]]] = {
+        "count": (len(active), {"warnings": _listed(active, MAX_LISTED), "upcoming": _listed(upcoming, 5),
+                                "cancelled": _listed(cancelled, 5)}),
+        "highest_severity": (highest, {}),
+        "latest_headline": (active[0]["headline"] if active else None,
+                            {"id": active[0]["id"], "provider": active[0]["provider"]} if active else {}),
+    }
+    return [Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
+
+
+def _load_array(body: bytes) -> list[Any]:
+    data = load_json(body)
+    if isinstance(data, dict) and {"error", "detail", "message"}.intersection(data):
+        raise ParseError("an error document instead of the dashboard", kind="upstream_error")
+    if not isinstance(data, list):
+        raise ParseError(f"expected a JSON array, got {type(data).__name__}", kind="bad_schema")
+    return data
+
+
+def _warning(item: dict[str, Any]) -> dict[str, Any]:
+    raw = {key: _dig(item, *path) for key, path in ITEM.items()}
+    text = {key: clip(v, 80) if isinstance(v, str) else None for key, v in raw.items()}
+    headline = raw["headline"] if isinstance(raw["headline"], str) else _dig(item, "payload", "data", "headline")
+    severity = raw["severity"].lower() if isinstance(raw["severity"], str) else None
+    version = _dig(item, "payload", "version")
+    return {
+        **text,
+        "id": clip(raw["id"], 120) if isinstance(raw["id"], str) else None,
+        "headline": clip(headline, 255) if isinstance(headline, str) else None,
+        "severity": severity if severity in SEVERITIES[2:] else "unknown",
+        "sent": _time(raw["sent"]),
+        "onset": _time(item.get("onset")),
+        "expires": _time(item.get("expires")),
+        "version": version if isinstance(version, int) and not isinstance(version, bool) else 0,
+        "valid": _dig(item, "payload", "data", "valid"),  # [I] seen as true in real items; false = withdrawn
+    }
+
+
+def _sent(warning: dict[str, Any]) -> float:
+    return warning["sent"].timestamp() if warning["sent"] is not None else float("-inf")
+
+
+def _order(warning: dict[str, Any]) -> tuple[int, float]:
+    """Which of two messages with one id is newer: payload.version, then `sent`."""
+    return warning["version"], _sent(warning)
+
+
+def _listed(warnings: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Attribute entries, size-capped; times as ISO strings so they stay plain JSON."""
+    return [{key: w[key].isoformat() if isinstance(w[key], datetime) else w[key] for key in ITEM}
+            for w in warnings[:limit]]
+
+
+def _dig(value: object, *path: str) -> object:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else None  # NINA always sends an offset
+
+
+ADAPTER = Adapter(
+    name="nina",
+    title="Civil-protection warnings",
+    provider="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK)",
+    dataset="NINA warning dashboard per Kreis (MoWaS, KATWARN, BIWAPP, DWD, LHP, police)",
+    license="Warnings may only be used unchanged in content and not for commercial purposes "
+            "(\"darf nur inhaltlich unverändert und nicht zu gewerblichen Zwecken verwendet werden\", MoWaS)",
+    attribution="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK), NINA",
+    info_url="https://nina.api.bund.dev/",
+    fields=FIELDS,
+    options=Options,
+    request=request,
+    parse=parse,
+    # False: the dashboard item has no expiry of its own (rarely onset/expires, honoured at each
+    # fetch); a poll every few minutes is what decides when a message is gone.
+    reevaluate=False,
+)

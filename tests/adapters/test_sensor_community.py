@@ -1,0 +1,145 @@
+"""sensor.community /airrohr/v1/filter: robust medians over the sensors around the city."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from adapters import sensor_community as sc
+from gateway.errors import ParseError
+from tests.helpers import FIXTURES
+
+OPTS = sc.Options(latitude=51.571, longitude=8.106)
+NOW = datetime(2025, 6, 21, 12, 36, tzinfo=UTC)
+
+
+def readings(body: bytes, opts: sc.Options = OPTS) -> dict[str, sc.Reading]:
+    return {r.field: r for r in sc.parse(body, opts, NOW)}
+
+
+def entry(sensor_id: Any, values: dict[str, Any], stamp: str = "2025-06-21 12:31:05", indoor: Any = 0) -> dict:
+    return {"id": 1, "sampling_rate": None, "timestamp": stamp,
+            "location": {"id": 7, "latitude": "51.57", "longitude": "8.11", "altitude": "98.0", "country": "DE",
+                         "exact_location": 0, "indoor": indoor},
+            "sensor": {"id": sensor_id, "pin": "1", "sensor_type": {"id": 14, "name": "SDS011",
+                                                                   "manufacturer": "Nova Fitness"}},
+            "sensordatavalues": [{"id": 2, "value": v, "value_type": k} for k, v in values.items()]}
+
+
+def encode(*entries: dict) -> bytes:
+    return json.dumps(list(entries)).encode()
+
+
+def test_normal_response_gives_robust_medians():
+    got = readings((FIXTURES / "sensor_community" / "normal.json").read_bytes())
+    assert set(got) == sc.ADAPTER.fields
+    values = {k: r.value for k, r in got.items()}
+    # Medians after dropping: PM sensor 27301 (48.3/31.7 μg/m³ among ~11/~6), the BMP280 27302 (27.6 °C in
+    # a sunny housing, 991.2 hPa), the DHT22 25521 stuck at 99.9 % and 28891's -145.2 °C (out of range).
+    assert values["pm10"] == pytest.approx(11.16)
+    assert values["pm25"] == pytest.approx(6.34)
+    assert values["temperature"] == pytest.approx(24.25)
+    assert values["humidity"] == pytest.approx(49.75)
+    assert values["pressure"] == pytest.approx(1003.98)  # 100398 Pa -> hPa
+    assert values["sensor_count"] == 15
+    pm10 = got["pm10"]
+    assert pm10.attributes["sensors_used"] == 8
+    assert pm10.attributes["outliers_dropped"] == {"count": 1, "sensor_ids": [27301]}
+    assert pm10.attributes["radius_km"] == 5
+    assert got["temperature"].attributes["out_of_range_dropped"] == {"count": 1, "sensor_ids": [28891]}
+    assert got["temperature"].attributes["outliers_dropped"] == {"count": 1, "sensor_ids": [27302]}
+    assert got["humidity"].attributes["outliers_dropped"]["sensor_ids"] == [25521]
+    # observed_at: the newest timestamp among the sensors used; 27301's newer 12:34:58 was an outlier.
+    assert pm10.observed_at == datetime(2025, 6, 21, 12, 34, 24, tzinfo=UTC)
+    assert got["pressure"].observed_at == datetime(2025, 6, 21, 12, 32, 18, tzinfo=UTC)
+    assert got["sensor_count"].observed_at == datetime(2025, 6, 21, 12, 34, 26, tzinfo=UTC)
+    assert got["sensor_count"].attributes == {
+        "radius_km": 5, "indoor_skipped": 2,
+        "per_quantity": {"pm10": 8, "pm25": 8, "temperature": 6, "humidity": 6, "pressure": 3}}
+    assert pm10.station is not None
+    assert pm10.station.name == "8 sensors within 5 km"
+    assert (pm10.station.latitude, pm10.station.longitude, pm10.station.distance_m) == (51.571, 8.106, None)
+
+
+def test_newest_entry_per_sensor_wins_in_any_order():
+    body = encode(entry(1, {"P1": "30.00"}, "2025-06-21 12:33:30"), entry(1, {"P1": "10.00"}, "2025-06-21 12:31:05"),
+                  entry(2, {"P1": "12.00"}))
+    got = readings(body)
+    assert got["pm10"].value == pytest.approx(21.0)  # (30 + 12) / 2: sensor 1's 10.00 is older
+    assert got["pm10"].attributes["sensors_used"] == 2
+    assert got["sensor_count"].value == 2
+
+
+def test_a_timestamp_tie_goes_to_the_later_entry():
+    # The API lists measurements in arrival order; fixtures with refreshed timestamps rely on this too.
+    got = readings(encode(entry(1, {"P1": "10.00"}), entry(1, {"P1": "14.00"})))
+    assert got["pm10"].value == 14
+
+
+@pytest.mark.parametrize("indoor", [1, "1", True])
+def test_indoor_sensors_are_skipped(indoor: object):
+    got = readings(encode(entry(1, {"P1": "5.0"}, indoor=indoor), entry(2, {"P1": "9.0"})))
+    assert got["pm10"].value == 9
+    assert got["sensor_count"].attributes["indoor_skipped"] == 1
+
+
+def test_empty_array_is_not_an_error():
+    got = readings(b"[]")
+    assert set(got) == sc.ADAPTER.fields
+    assert all(got[f].value is None for f in sc.QUANTITIES)
+    assert got["sensor_count"].value == 0
+    assert all(r.observed_at == NOW for r in got.values())
+    assert got["pm10"].attributes["sensors_used"] == 0
+
+
+def test_nulls_and_missing_values_are_ignored():
+    body = encode(entry(1, {"P1": None, "P2": "", "temperature": "nan", "humidity": "inf", "pressure": "1e400"}),
+                  entry(2, {"P1": 8.5, "P2": "abc", "noise_LAeq": "51.2"}),
+                  {"timestamp": "2025-06-21 12:31:05", "sensor": {"id": 3}},
+                  entry(4, {"P1": "9.5"}, stamp="21.06.2025 12:31"),
+                  entry(5, {"P1": "9.5"}, stamp="9999-12-31T23:59:59-05:00"),
+                  entry({"nested": 1}, {"P1": "9.5"}), entry(True, {"P1": "9.5"}), "junk", None, [1])
+    got = readings(body)
+    assert got["pm10"].value == 8.5
+    assert got["pm25"].value is None
+    assert got["temperature"].value is None
+    assert got["pressure"].value is None
+    assert got["sensor_count"].value == 1
+
+
+@pytest.mark.parametrize(("values", "expected", "dropped"), [
+    (["5.0", "50.0"], 27.5, 0),  # two sensors: no majority, nothing is an outlier
+    (["20.0", "20.0", "20.0", "20.3"], 20.0, 0),  # zero MAD: the floor keeps 20.3
+    (["20.0", "20.0", "20.0", "23.0"], 20.0, 1),
+    (["-60.0", "21.0"], 21.0, 0),  # out of range is dropped before the outlier test
+])
+def test_outlier_rules_for_temperature(values: list[str], expected: float, dropped: int):
+    got = readings(encode(*(entry(i, {"temperature": v}) for i, v in enumerate(values))))
+    assert got["temperature"].value == pytest.approx(expected)
+    assert got["temperature"].attributes["outliers_dropped"]["count"] == dropped
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    (b"<html><body><h1>503 Service Unavailable</h1></body></html>", "not_json"),
+    (b'[{"id": 1, "timestamp": "2025-06-21 12:31:05", "sensor": {', "bad_json"),
+    (b'{"detail": "Not found."}', "upstream_error"),
+    (b'{"results": []}', "bad_schema"),
+    (b'"nothing"', "bad_schema"),
+    (b"[1, 2, 3]", "bad_schema"),
+    (b'[{"time": "2025-06-21 12:31:05", "sensor_id": 1, "values": []}]', "bad_schema"),
+])
+def test_garbage_raises_parse_error(body: bytes, kind: str):
+    with pytest.raises(ParseError) as info:
+        sc.parse(body, OPTS, NOW)
+    assert info.value.kind == kind
+
+
+def test_request_url():
+    req = sc.request(OPTS, "https://data.sensor.community/")
+    assert req.url == "https://data.sensor.community/airrohr/v1/filter/area=51.5710,8.1060,5"
+    assert req.params == {}
+    wide = sc.Options(latitude=51.571, longitude=8.106, radius_km=2.5)
+    assert sc.request(wide, "http://x").url == "http://x/airrohr/v1/filter/area=51.5710,8.1060,2.5"

@@ -1,0 +1,93 @@
+"""Every configured network source with its fixtures, for end-to-end and fault tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from adapters import ADAPTERS
+from gateway import catalog
+from gateway.checks import check
+from gateway.config import load
+from gateway.payloads import encode_value
+from tests.helpers import FIXTURES, ROOT, FixtureServer
+
+CONTENT_TYPES = {".json": "application/json", ".ics": "text/calendar; charset=utf-8"}
+
+
+@dataclass(frozen=True)
+class SourceFixture:
+    """One source of the default topics.yaml and the fixture files that stand in for its API."""
+
+    key: str
+    adapter: str
+    normal: Path
+    lookup: Path | None
+
+    def serve(self, server: FixtureServer, base_url: str) -> None:
+        spec = catalog.build(load(ROOT / "topics.yaml")).sources[self.key]
+        prefix = urlsplit(base_url).path.rstrip("/")
+        opts = spec.options
+        adapter = spec.adapter
+        if self.lookup is not None and adapter.lookup is not None:
+            request = adapter.lookup.request(opts, base_url)
+            server.serve(urlsplit(request.url).path, self.lookup.read_bytes(),
+                         headers={"Content-Type": CONTENT_TYPES[self.lookup.suffix]})
+            opts = opts.model_copy(update=adapter.lookup.parse(self.lookup.read_bytes(), opts))
+        request = adapter.request(opts, base_url)
+        assert request is not None
+        path = urlsplit(request.url).path
+        assert path.startswith(prefix)
+        server.serve(path, self.normal.read_bytes(), headers={"Content-Type": CONTENT_TYPES[self.normal.suffix]})
+
+    def break_with(self, server: FixtureServer, base_url: str, **reply: Any) -> None:
+        """Replace the main response (not the lookup) with a fault."""
+        spec = catalog.build(load(ROOT / "topics.yaml")).sources[self.key]
+        opts = spec.options
+        if self.lookup is not None and spec.adapter.lookup is not None:
+            opts = opts.model_copy(update=spec.adapter.lookup.parse(self.lookup.read_bytes(), opts))
+        request = spec.adapter.request(opts, base_url)
+        assert request is not None
+        server.serve(urlsplit(request.url).path, **reply)
+
+    def expected_states(self, now: datetime | None = None) -> dict[str, str]:
+        """What a subscriber should see for each entity after one fetch of ``normal``."""
+        cat = catalog.build(load(ROOT / "topics.yaml"))
+        spec = cat.sources[self.key]
+        opts = spec.options
+        if self.lookup is not None and spec.adapter.lookup is not None:
+            opts = opts.model_copy(update=spec.adapter.lookup.parse(self.lookup.read_bytes(), opts))
+        readings = spec.adapter.parse(self.normal.read_bytes(), opts, now or datetime.now(UTC))
+        out: dict[str, str] = {}
+        for reading in readings:
+            for entity in spec.by_field.get(reading.field, ()):
+                text = encode_value(reading.value)
+                if text is not None and check(reading.value, entity.measurement) is None:
+                    out[entity.state_topic] = text
+        return out
+
+
+def network_sources() -> list[SourceFixture]:
+    """Every source in topics.yaml (enabled or not) whose adapter talks to an API."""
+    data = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    out = []
+    for key, source in data["sources"].items():
+        adapter = ADAPTERS[source["adapter"]]
+        if adapter.name == "sun":
+            continue
+        folder = FIXTURES / adapter.name
+        normal = next(folder.glob("normal.*"), None) or next(folder.glob("normal.json"))
+        lookup = next(folder.glob("lookup.*"), None)
+        out.append(SourceFixture(key, adapter.name, normal, lookup))
+    return out
+
+
+def only(key: str, data: dict[str, Any], base_url: str) -> None:
+    """Edit a topics.yaml dict down to one source, enabled, pointed at ``base_url``, never stale."""
+    source = data["sources"][key]
+    data["sources"] = {key: {**source, "base_url": base_url, "enabled": True, "max_age": "3650d"}}
