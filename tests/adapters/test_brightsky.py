@@ -21,7 +21,7 @@ def parse(name: str) -> dict[str, brightsky.Reading]:
 
 
 def test_normal_response_converts_units_and_names_stations():
-    readings = parse("current_weather.json")
+    readings = parse("normal.json")
     assert set(readings) == brightsky.ADAPTER.fields
     values = {k: r.value for k, r in readings.items()}
     assert values["temperature"] == 24.3
