@@ -5,11 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from adapters import brightsky, dwd_alerts, nina, sensor_community, sun, uba_air
+from adapters import (
+    brightsky,
+    buergerwolke,
+    dwd_alerts,
+    dwd_pollen,
+    dwd_uv,
+    nina,
+    open_meteo,
+    pegelonline,
+    sensor_community,
+    sensorthings,
+    sun,
+    uba_air,
+)
 from adapters.base import Adapter
 
 ADAPTERS: Mapping[str, Adapter] = MappingProxyType({a.name: a for a in (
     brightsky.ADAPTER, sun.ADAPTER, dwd_alerts.ADAPTER, nina.ADAPTER, uba_air.ADAPTER, sensor_community.ADAPTER,
+    buergerwolke.ADAPTER, sensorthings.ADAPTER, pegelonline.ADAPTER, open_meteo.ADAPTER, dwd_uv.ADAPTER,
+    dwd_pollen.ADAPTER,
 )})
 
 __all__ = ["ADAPTERS", "Adapter"]

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import ParseError
 from gateway.records import Reading, Request
@@ -23,6 +24,15 @@ class AdapterOptions(BaseModel):
     longitude: float = Field(ge=-180, le=180)
     timezone: str = "Europe/Berlin"
     elevation: float = 0.0
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
+        return value
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,10 @@ def finite_number(value: object) -> float | None:
     """A float from a JSON number, or None for null, NaN, infinities, booleans and other types."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        return None
     if number != number or number in (float("inf"), float("-inf")):
         return None
     return number

@@ -178,7 +178,7 @@ class Gateway:
                 key: {"adapter": s.adapter.name, "schedule": s.schedule_text(), "interval_s": s.interval,
                       "max_age_s": s.max_age, "expire_after_s": s.expire_after,
                       "entities": [e.key for e in s.entities], "provider": s.adapter.provider,
-                      "license": s.adapter.license}
+                      "license": s.license, "attribution": s.attribution}
                 for key, s in self.catalog.sources.items()},
         }
         self.link.publish(self.catalog.gateway_info_topic, encode_json(info), Kind.INFO)

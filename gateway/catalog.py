@@ -51,6 +51,8 @@ class SourceSpec:
     interval: float
     max_age: float
     expire_after: int
+    license: str
+    attribution: str
 
     def schedule_text(self) -> str:
         if self.config.cron is not None:
@@ -123,7 +125,8 @@ def build(loaded: Loaded, adapters: Mapping[str, Adapter] = ADAPTERS) -> Catalog
             entities=tuple(entities),
             by_field={f: tuple(v) for f, v in by_field.items()},
             interval=interval, max_age=max_age,
-            expire_after=round(max(max_age, 2 * settings.mqtt.heartbeat)))
+            expire_after=round(max(max_age, 2 * settings.mqtt.heartbeat)),
+            license=source.license or adapter.license, attribution=source.attribution or adapter.attribution)
     return Catalog(
         settings=settings, sources=sources, base=base, prefix=settings.mqtt.discovery_prefix,
         node_id=city.slug, gateway_device_id=f"{city.slug}_gateway",

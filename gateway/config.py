@@ -175,6 +175,8 @@ class Source(_Model):
     failure_threshold: int = Field(default=3, ge=1, le=100)
     timeout: Duration = 20.0
     options: dict[str, Any] = Field(default_factory=dict)
+    license: str | None = Field(default=None, max_length=300, description="overrides the adapter's licence text")
+    attribution: str | None = Field(default=None, max_length=300)
     entities: dict[Key, Entity | None]
 
     @model_validator(mode="after")

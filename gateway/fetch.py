@@ -108,7 +108,8 @@ def _fetch(session: requests.Session, request: Request, timeout: float, validato
             if resp.status_code >= 400:
                 retry = _retry_after(resp.headers.get("Retry-After"))
                 kind = "http_429" if resp.status_code == 429 else f"http_{resp.status_code // 100}xx"
-                raise FetchError(url, kind, f"HTTP {resp.status_code} {resp.reason}", retry_after=retry)
+                raise FetchError(url, kind, f"HTTP {resp.status_code} {resp.reason}{_error_excerpt(resp)}",
+                                 retry_after=retry)
             declared = resp.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError(url, "too_large", f"body of {declared} bytes exceeds the {max_bytes}-byte cap")
@@ -148,6 +149,16 @@ def _read_capped(resp: requests.Response, url: str, max_bytes: int, timeout: flo
     except requests.exceptions.ConnectionError as exc:
         raise FetchError(url, "reset", _short(exc)) from None
     return b"".join(chunks)
+
+
+def _error_excerpt(resp: requests.Response) -> str:
+    """The start of an error body (APIs often say why there), on one line."""
+    try:
+        head = next(resp.iter_content(200), b"")
+    except requests.exceptions.RequestException:
+        return ""
+    text = " ".join(head.decode("utf-8", "replace").split())
+    return f": {text[:160]}" if text and not text.lstrip().startswith("<") else ""
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -115,8 +115,8 @@ class Store:
             "station": reading.station.as_dict() if reading.station else None,
             "unit": entity.measurement.unit,
             "source_url": source_url,
-            "license": source.adapter.license,
-            "attribution": source.adapter.attribution,
+            "license": source.license,
+            "attribution": source.attribution,
             **reading.attributes,
             **notes,
         }

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from adapters import ADAPTERS
 from gateway import catalog
 from gateway.checks import check
-from gateway.config import load
+from gateway.config import loads
 from gateway.payloads import encode_value
 from tests.helpers import FIXTURES, ROOT, FixtureServer
 
 CONTENT_TYPES = {".json": "application/json", ".ics": "text/calendar; charset=utf-8"}
+# Fixtures of daily products name "today" by date: move those dates to the real today (local).
+FRESHEN = {
+    "open_meteo": ("2026-06-21", "2026-06-22"),
+    "dwd_uv": ("2026-06-21", "2026-06-22"),
+    "dwd_pollen": ("2026-04-10", "2026-04-11"),
+}
+
+
+def freshened(adapter: str, body: bytes) -> bytes:
+    dates = FRESHEN.get(adapter)
+    if dates is None:
+        return body
+    today = datetime.now(ZoneInfo("Europe/Berlin")).date()
+    for offset, old in enumerate(dates):
+        body = body.replace(old.encode(), (today + timedelta(days=offset)).isoformat().encode())
+    return body
 
 
 @dataclass(frozen=True)
@@ -30,7 +47,7 @@ class SourceFixture:
     lookup: Path | None
 
     def serve(self, server: FixtureServer, base_url: str) -> None:
-        spec = catalog.build(load(ROOT / "topics.yaml")).sources[self.key]
+        spec = source_spec(self.key)
         prefix = urlsplit(base_url).path.rstrip("/")
         opts = spec.options
         adapter = spec.adapter
@@ -43,11 +60,14 @@ class SourceFixture:
         assert request is not None
         path = urlsplit(request.url).path
         assert path.startswith(prefix)
-        server.serve(path, self.normal.read_bytes(), headers={"Content-Type": CONTENT_TYPES[self.normal.suffix]})
+        server.serve(path, self.body(), headers={"Content-Type": CONTENT_TYPES[self.normal.suffix]})
+
+    def body(self) -> bytes:
+        return freshened(self.adapter, self.normal.read_bytes())
 
     def break_with(self, server: FixtureServer, base_url: str, **reply: Any) -> None:
         """Replace the main response (not the lookup) with a fault."""
-        spec = catalog.build(load(ROOT / "topics.yaml")).sources[self.key]
+        spec = source_spec(self.key)
         opts = spec.options
         if self.lookup is not None and spec.adapter.lookup is not None:
             opts = opts.model_copy(update=spec.adapter.lookup.parse(self.lookup.read_bytes(), opts))
@@ -57,12 +77,11 @@ class SourceFixture:
 
     def expected_states(self, now: datetime | None = None) -> dict[str, str]:
         """What a subscriber should see for each entity after one fetch of ``normal``."""
-        cat = catalog.build(load(ROOT / "topics.yaml"))
-        spec = cat.sources[self.key]
+        spec = source_spec(self.key)
         opts = spec.options
         if self.lookup is not None and spec.adapter.lookup is not None:
             opts = opts.model_copy(update=spec.adapter.lookup.parse(self.lookup.read_bytes(), opts))
-        readings = spec.adapter.parse(self.normal.read_bytes(), opts, now or datetime.now(UTC))
+        readings = spec.adapter.parse(self.body(), opts, now or datetime.now(UTC))
         out: dict[str, str] = {}
         for reading in readings:
             for entity in spec.by_field.get(reading.field, ()):
@@ -70,6 +89,13 @@ class SourceFixture:
                 if text is not None and check(reading.value, entity.measurement) is None:
                     out[entity.state_topic] = text
         return out
+
+
+def source_spec(key: str) -> catalog.SourceSpec:
+    """A source of the default topics.yaml, resolved as if it were enabled."""
+    data = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    data["sources"][key]["enabled"] = True
+    return catalog.build(loads(yaml.safe_dump(data, allow_unicode=True), ROOT / "topics.yaml")).sources[key]
 
 
 def network_sources() -> list[SourceFixture]:

@@ -24,12 +24,16 @@ def test_source_end_to_end(tmp_path: Path, broker: Mosquitto, upstream: FixtureS
     cfg = write_config(tmp_path / "t.yaml", base_url, edit=lambda d: only(source.key, d, base_url))
     expected = source.expected_states()
     assert expected, "the normal fixture should give at least one value"
+    # Some values depend on the clock (the next 3 hours, days until pickup): what the gateway saw
+    # may be the expectation from just before or just after.
     proc = GatewayProcess(cfg, broker.port)
     try:
         status = f"soest/{source.key}/status"
         tree = retained_tree(broker.port, {status, *expected})
         assert tree[status] == b"online"
-        assert {t: tree[t].decode() for t in expected} == expected
+        later = source.expected_states()
+        for topic, value in expected.items():
+            assert tree[topic].decode() in (value, later.get(topic)), topic
         for topic in expected:
             attrs = json.loads(tree[f"{topic}/attributes"])
             assert attrs["license"]

@@ -1,0 +1,181 @@
+"""One BürgerWOLKE Soest sensor box (lux, UV, temperature, ...) from the city's Node-RED JSON endpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from adapters.base import Adapter, AdapterOptions, clip, finite_number, load_json_object
+from gateway.errors import ParseError
+from gateway.geo import distance_m
+from gateway.records import Reading, Request, Station
+
+Converter = Callable[[float], float] | None
+
+
+def uw_per_cm2_to_w_per_m2(intensity: float) -> float:
+    """1 µW/cm² = 1e-6 W / 1e-4 m² = 0.01 W/m²."""
+    return intensity / 100.0
+
+
+# Our field -> (upstream key, converter, sane range in the upstream unit, upstream unit). The city
+# calls the values raw and unvalidated (temperatures above 45 °C were seen), so values outside the
+# range are withheld here with a reason, on top of the core's plausibility table. Units are those
+# a third-party UI showed [I]; uv is the senseBox VEML6070's UV-A intensity in µW/cm².
+FIELDS: dict[str, tuple[str, Converter, tuple[float, float], str]] = {
+    "temperature": ("temperature", None, (-30.0, 45.0), "°C"),
+    "humidity": ("humidity", None, (0.0, 100.0), "%"),
+    "pressure": ("pressure", None, (870.0, 1090.0), "hPa"),
+    "precipitation": ("precipitation", None, (0.0, 200.0), "mm"),
+    "illuminance": ("lux", None, (0.0, 150_000.0), "lx"),
+    "uv_intensity": ("uv", uw_per_cm2_to_w_per_m2, (0.0, 15_000.0), "µW/cm²"),
+}
+NAME_KEYS = ("name", "boxName", "title", "sensor", "id", "_id", "boxId")  # undocumented: any may exist
+MATCH_RADIUS_M = 50.0  # a "lat,lon" box option matches the box within this distance
+COORDS = re.compile(r"^\s*(-?\d{1,2}(?:\.\d+)?)\s*,\s*(-?\d{1,3}(?:\.\d+)?)\s*$")
+NO_TIMESTAMP = "fetch time; upstream has no timestamp"
+
+
+class Options(AdapterOptions):
+    path: str = Field(default="/nodered/weather2", pattern=r"^/[A-Za-z0-9_./-]*$")  # [I] undocumented
+    box: str = Field(default="nearest", min_length=1, max_length=80)  # "nearest", "lat,lon" or a name/id
+    max_distance_m: float = Field(default=5000.0, gt=0, le=100_000)  # for box="nearest"
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, value: str) -> str:
+        value = value.strip()
+        found = COORDS.match(value)
+        if found and not (abs(float(found[1])) <= 90 and abs(float(found[2])) <= 180):
+            raise ValueError(f"box {value!r} is not a valid 'latitude,longitude'")
+        return value
+
+
+def request(opts: Options, base_url: str) -> Request:
+    return Request(url=f"{base_url.rstrip('/')}{opts.path}")
+
+
+def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
+    items = _load_array(body)
+    boxes = [b for b in items if isinstance(b, dict)]
+    located = [(b, lat, lon) for b in boxes if (lat := _coord(b.get("latitude"), 90)) is not None
+               and (lon := _coord(b.get("longitude"), 180)) is not None]
+    if items and not located:
+        raise ParseError("no box has numeric latitude and longitude", kind="bad_schema")
+    if located and not any(src in b for b, _, _ in located for src, _, _, _ in FIELDS.values()):
+        raise ParseError("the boxes have none of the expected measurement fields", kind="bad_schema")
+    box, lat, lon, dist = _choose(located, opts)
+    name = _name(box)
+    station = Station(name=name or f"BürgerWOLKE box at {lat:.4f},{lon:.4f}", id=_box_id(box),
+                      latitude=lat, longitude=lon, distance_m=dist)
+    values: dict[str, float | None] = {}
+    suspect: dict[str, str] = {}
+    for field, (src, convert, (low, high), unit) in FIELDS.items():
+        raw = _number(box.get(src))
+        if raw is not None and not low <= raw <= high:
+            suspect[field] = f"{raw:g} {unit} is outside the sane range {low:g}..{high:g} {unit}"
+            raw = None
+        values[field] = convert(raw) if raw is not None and convert is not None else raw
+    readings: list[Reading] = []
+    for field, (src, _, _, unit) in FIELDS.items():
+        attributes: dict[str, Any] = {"upstream_field": src, "upstream_unit": unit,
+                                      "observed_at_source": NO_TIMESTAMP, "boxes_in_response": len(boxes)}
+        if suspect:
+            attributes["suspect"] = suspect  # box-wide, so one entity shows whether the box misbehaves
+        readings.append(Reading(field, values[field], now, station, attributes))
+    return readings
+
+
+def _choose(located: list[tuple[dict[str, Any], float, float]],
+            opts: Options) -> tuple[dict[str, Any], float, float, float]:
+    """The configured box with its position and its distance from the configured coordinates."""
+    if not located:
+        raise ParseError("the response lists no boxes", kind="not_found")
+    dists = [distance_m(opts.latitude, opts.longitude, lat, lon) for _, lat, lon in located]
+    wanted = COORDS.match(opts.box)
+    if opts.box.casefold() == "nearest":
+        i = min(range(len(located)), key=dists.__getitem__)
+        if dists[i] > opts.max_distance_m:
+            raise ParseError(f"the nearest box is {dists[i]:.0f} m away (max_distance_m {opts.max_distance_m:g})",
+                             kind="not_found")
+    elif wanted:
+        offsets = [distance_m(float(wanted[1]), float(wanted[2]), lat, lon) for _, lat, lon in located]
+        i = min(range(len(located)), key=offsets.__getitem__)
+        if offsets[i] > MATCH_RADIUS_M:
+            raise ParseError(f"no box within {MATCH_RADIUS_M:g} m of {opts.box}", kind="not_found")
+    else:
+        key = opts.box.casefold()
+        found = [j for j, (box, _, _) in enumerate(located)
+                 if any(_label(box.get(k)) == key for k in NAME_KEYS)]
+        if not found:
+            raise ParseError(f"no box named {opts.box!r}", kind="not_found")
+        i = found[0]
+    box, lat, lon = located[i]
+    return box, lat, lon, dists[i]
+
+
+def _number(value: object) -> float | None:
+    try:
+        return finite_number(value)
+    except OverflowError:  # a JSON integer beyond float range (finite_number does not catch it)
+        return None
+
+
+def _coord(value: object, limit: float) -> float | None:
+    number = _number(value)
+    return number if number is not None and abs(number) <= limit and number != 0 else None
+
+
+def _label(value: object) -> str | None:
+    """A name or id as a comparable string; ints are cut short so str() cannot blow up."""
+    if isinstance(value, str):
+        return value.strip().casefold()
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**18:
+        return str(value)
+    return None
+
+
+def _name(box: dict[str, Any]) -> str | None:
+    name = next((box[k] for k in ("name", "boxName", "title") if isinstance(box.get(k), str) and box[k].strip()), None)
+    return clip(name, 80)
+
+
+def _box_id(box: dict[str, Any]) -> str | None:
+    for key in ("id", "_id", "boxId"):
+        value = box.get(key)
+        if _label(value):
+            return clip(value, 40)
+    return None
+
+
+def _load_array(body: bytes) -> list[Any]:
+    if body.lstrip()[:1] == b"[":
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise ParseError("invalid JSON array", kind="bad_json") from None
+        if isinstance(data, list):
+            return data
+    data = load_json_object(body)  # raises for HTML, broken JSON and non-objects
+    kind = "upstream_error" if {"error", "errors", "message", "statusCode"} & data.keys() else "bad_schema"
+    raise ParseError("expected a JSON array of sensor boxes, got an object", kind=kind)
+
+
+ADAPTER = Adapter(
+    name="buergerwolke",
+    title="BürgerWOLKE",
+    provider="Stadt Soest, Stadtwerke Soest (BürgerWOLKE)",
+    dataset="BürgerWOLKE sensor boxes, latest raw values (Node-RED weather2)",
+    license="unknown (open data of Stadt Soest; no licence published)",
+    attribution="BürgerWOLKE Soest (Stadt Soest, Stadtwerke Soest, Fraunhofer IOSB-INA)",
+    info_url="https://urbanedaten-soest.de/grafana/d/OkOUx1yMk/karte",
+    fields=frozenset(FIELDS),
+    options=Options,
+    request=request,
+    parse=parse,
+)

@@ -1,0 +1,129 @@
+"""OGC SensorThings API (FROST): one Thing, the newest Observation of each configured Datastream."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from pydantic import ValidationError
+
+from adapters import sensorthings
+from gateway.errors import ParseError
+from gateway.records import Reading
+from tests.helpers import FIXTURES
+
+STREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Lufttemperatur", "humidity": "Relative Luftfeuchte",
+           "precipitation": "Niederschlag", "battery": "Batteriestatus", "wind_speed": "Windgeschwindigkeit"}
+OPTS = sensorthings.Options(latitude=51.571, longitude=8.106, datastreams=STREAMS)
+NOW = datetime(2025, 6, 21, 10, 25, tzinfo=UTC)
+
+
+def parse(name: str, opts: sensorthings.Options = OPTS) -> dict[str, Reading]:
+    body = (FIXTURES / "sensorthings" / name).read_bytes()
+    return {r.field: r for r in sensorthings.parse(body, opts, NOW)}
+
+
+def test_normal_response_gives_each_alias_its_latest_observation():
+    readings = parse("normal.json")
+    assert set(readings) == sensorthings.ADAPTER.fields_for(OPTS) == set(STREAMS)
+    values = {k: r.value for k, r in readings.items()}
+    assert values == {"illuminance": 48210.0, "temperature": 23.8, "humidity": 49.2,  # "49.2" was a string
+                      "precipitation": None, "battery": None, "wind_speed": None}
+    stamp = datetime(2025, 6, 21, 10, 20, tzinfo=UTC)
+    assert readings["illuminance"].observed_at == stamp
+    assert readings["temperature"].observed_at == stamp  # the end of "10:10/10:20"
+    assert readings["illuminance"].attributes == {"datastream": "Beleuchtungsstärke", "upstream_unit": "lx",
+                                                  "datastream_id": "42"}
+    assert readings["temperature"].attributes["upstream_unit"] == "°C"
+    assert readings["precipitation"].attributes["note"] == "no Observation yet"
+    assert readings["precipitation"].observed_at == NOW
+    assert readings["wind_speed"].attributes["note"] == "no Datastream of this name"
+    station = readings["illuminance"].station
+    assert station is not None
+    assert (station.name, station.id, station.latitude, station.longitude) == ("Sensorbox 37", "17", 52.2799, 8.0472)
+    assert station.distance_m == pytest.approx(79_200, rel=0.01)  # Osnabrück from Soest
+
+
+def test_default_options_match_the_normal_fixture():
+    opts = sensorthings.Options(latitude=51.571, longitude=8.106)
+    readings = parse("normal.json", opts)
+    assert {k: r.value for k, r in readings.items()} == {"illuminance": 48210.0, "temperature": 23.8}
+    assert sensorthings.ADAPTER.fields_for(opts) == sensorthings.ADAPTER.fields
+
+
+def test_geojson_feature_location_and_other_timestamps():
+    readings = parse("feature_location.json")
+    assert readings["illuminance"].value == 0.0
+    assert readings["illuminance"].observed_at == datetime(2025, 6, 21, 10, 20, tzinfo=UTC)
+    # A timestamp without offset cannot be placed in time: the value stays, the fetch time is used.
+    assert readings["temperature"].value == 21.5
+    assert readings["temperature"].observed_at == NOW
+    assert "fetch time used" in readings["temperature"].attributes["note"]
+    station = readings["illuminance"].station
+    assert station is not None
+    assert (station.id, station.latitude, station.longitude) == ("box-37", 51.5712, 8.1054)
+    assert station.distance_m == pytest.approx(47, abs=2)
+
+
+@pytest.mark.parametrize("location", [
+    "null", '{"type": "Point", "coordinates": [8.1]}', '{"type": "Polygon", "coordinates": [[8.1, 51.5]]}',
+    '{"type": "Point", "coordinates": [51.5, 181.0]}', '"51.5,8.1"'])
+def test_unusable_locations_give_a_station_without_position(location: str):
+    head = '{"value": [{"@iot.id": 5, "Locations": [{"location": ' + location + '}], '
+    tail = '"Datastreams": [{"name": "Lufttemperatur", "Observations": [{"phenomenonTime": "2025-06-21T10:20:00Z", ' \
+           '"result": 1e999}]}]}]}'
+    readings = {r.field: r for r in sensorthings.parse((head + tail).encode(), OPTS, NOW)}
+    assert readings["temperature"].value is None  # 1e999 is infinite
+    station = readings["temperature"].station
+    assert station is not None
+    assert (station.name, station.latitude, station.distance_m) == ("Thing 5", None, None)
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("empty.json", "not_found"),
+    ("error.json", "upstream_error"),
+    ("renamed_fields.json", "bad_schema"),
+])
+def test_unusable_fixtures_raise_parse_error(name: str, kind: str):
+    with pytest.raises(ParseError) as info:
+        parse(name)
+    assert info.value.kind == kind
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    (b"<html><head><title>404 Not Found</title></head></html>", "not_json"),
+    (b'{"value": [', "bad_json"),
+    (b"[]", "bad_schema"),
+    (b'{"value": [17]}', "bad_schema"),
+    (b'{"value": [{"name": "Sensorbox 37"}]}', "bad_schema"),
+    (b'{"value": [{"Datastreams": [{"name": "Luftdruck"}, "x", {"name": 3}]}]}', "not_found"),
+    (b'{"value": {"Datastreams": []}}', "bad_schema"),
+])
+def test_garbage_raises_parse_error(body: bytes, kind: str):
+    with pytest.raises(ParseError) as info:
+        sensorthings.parse(body, OPTS, NOW)
+    assert info.value.kind == kind
+
+
+def test_request_is_one_url_with_odata_options():
+    opts = sensorthings.Options(latitude=51.571, longitude=8.106, thing_filter="@iot.id eq 17")
+    req = sensorthings.request(opts, "https://daten-api.osnabrueck.de/")
+    assert req.url == "https://daten-api.osnabrueck.de/v1.1/Things"
+    assert req.params == {
+        "$filter": "@iot.id eq 17", "$top": "1",
+        "$expand": "Locations,Datastreams($expand=Observations($orderby=phenomenonTime desc;$top=1))"}
+    prepared = requests.Request("GET", req.url, params=req.params).prepare()
+    assert parse_qs(urlsplit(prepared.url).query)["$filter"] == ["@iot.id eq 17"]  # survives URL encoding
+    v10 = sensorthings.Options(latitude=1, longitude=2, version="v1.0")
+    assert sensorthings.request(v10, "http://x").url == "http://x/v1.0/Things"
+
+
+@pytest.mark.parametrize("bad", [
+    {"datastreams": {}}, {"datastreams": {"Lux": "Beleuchtungsstärke"}}, {"datastreams": {"lux": " "}},
+    {"datastreams": {"a/b": "x"}}, {"version": "1.1"}, {"thing_filter": ""},
+])
+def test_invalid_options_are_refused(bad: dict[str, object]):
+    with pytest.raises(ValidationError):
+        sensorthings.Options(latitude=51.571, longitude=8.106, **bad)
