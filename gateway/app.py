@@ -7,6 +7,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,12 +20,12 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from adapters.base import AdapterOptions
-from gateway import __version__, discovery, topics
+from gateway import __version__, discovery, status, topics
 from gateway.catalog import Catalog, SourceSpec
 from gateway.config import Broker
 from gateway.errors import SourceError
 from gateway.fetch import HostPolicy, Validators, make_session
-from gateway.http import HttpServer
+from gateway.http import HttpServer, Route
 from gateway.metrics import Metrics
 from gateway.mqtt import Kind, MqttLink
 from gateway.payloads import encode_json, iso
@@ -37,6 +38,8 @@ from gateway.store import Store
 log = logging.getLogger(__name__)
 
 RECONCILE_TIMEOUT = 10.0
+REFRESH_MIN_INTERVAL = 10
+JSON = "application/json"
 HEARTBEAT_TICK_MAX = 60.0
 
 
@@ -70,6 +73,10 @@ class Gateway:
         self.sources = {key: SourceState() for key in catalog.sources}
         self.hosts = HostPolicy(self.settings.http.per_host_interval)
         self.started_at = datetime.now(UTC).replace(microsecond=0)
+        self.started_mono = time.monotonic()
+        self.scheduler: AsyncIOScheduler | None = None
+        self._first_runs: set[str] = set()
+        self._last_refresh = float("-inf")
         self.configs = {t: discovery.encode(p) for t, p in discovery.configs(catalog).items()} \
             if self.settings.mqtt.discovery else {}
         self._http_host = http_host
@@ -127,14 +134,15 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         self._sync_event = asyncio.Event()
         if self._http_port is not None:
-            self.http = HttpServer(self._http_host, self._http_port, self.metrics.registry)
+            self.http = HttpServer(self._http_host, self._http_port, self.metrics.registry, self._routes())
             self.http.start()
-            log.info("metrics on http://%s:%s/metrics", self._http_host, self.http.port)
+            log.info("status page and metrics on http://%s:%s/", self._http_host, self.http.port)
         self._publish_static()
         if self.settings.mqtt.discovery:
             self.link.subscribe(self._birth_topic)
+        self.link.subscribe(self.catalog.refresh_topic)
         self.link.start()
-        scheduler = AsyncIOScheduler(event_loop=self._loop, timezone=UTC)
+        scheduler = self.scheduler = AsyncIOScheduler(event_loop=self._loop, timezone=UTC)
         for key, spec in self.catalog.sources.items():
             scheduler.add_job(self.run_source, self._trigger(spec), args=[key], id=key, name=key,
                               max_instances=1, coalesce=True, misfire_grace_time=max(1, int(spec.interval)),
@@ -159,6 +167,29 @@ class Gateway:
             self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("gateway stopped")
 
+    # ------------------------------------------------------------------ HTTP
+
+    def _routes(self) -> dict[str, Route]:
+        def on_loop(func: Callable[[], Any]) -> Any:
+            async def call() -> Any:
+                return func()
+
+            assert self._loop is not None
+            return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=5)
+
+        def api() -> tuple[int, str, bytes]:
+            return 200, JSON, encode_json(on_loop(lambda: status.snapshot(self)))
+
+        def ready() -> tuple[int, str, bytes]:
+            ok, reasons = status.readiness(on_loop(lambda: status.snapshot(self)))
+            return (200 if ok else 503), JSON, encode_json({"ready": ok, "reasons": reasons})
+
+        return {
+            "/": lambda: (200, "text/html; charset=utf-8", status.PAGE.encode()),
+            "/api/status": api,
+            "/readyz": ready,
+        }
+
     def _trigger(self, spec: SourceSpec) -> BaseTrigger:
         jitter = spec.config.effective_jitter()
         if spec.config.cron is not None:
@@ -182,6 +213,8 @@ class Gateway:
                 for key, s in self.catalog.sources.items()},
         }
         self.link.publish(self.catalog.gateway_info_topic, encode_json(info), Kind.INFO)
+        self.link.publish(self.catalog.version_topic, __version__.encode(), Kind.INFO)
+        self.link.publish(self.catalog.started_topic, self.started_at.isoformat().encode(), Kind.INFO)
         for key, spec in self.catalog.sources.items():
             self.link.publish(spec.fetch_errors_topic, str(self.sources[key].errors_total).encode(),
                               Kind.DIAGNOSTIC)
@@ -266,8 +299,25 @@ class Gateway:
         elif topic == self._birth_topic:
             if payload.strip().lower() == b"online":
                 self._schedule_announce()
+        elif topic == self.catalog.refresh_topic:
+            # A retained press would fire on every start; HA's button never retains.
+            if not retain and payload.strip().upper() in (b"PRESS", b"REFRESH", b""):
+                self.refresh_all()
         elif self._seen_configs is not None and retain and topic.endswith("/config") and payload:
             self._seen_configs[topic] = payload
+
+    def refresh_all(self) -> None:
+        """Run every source now (HA's "refresh all sources" button); at most every 10 s."""
+        now = time.monotonic()
+        if now - self._last_refresh < REFRESH_MIN_INTERVAL or self.scheduler is None:
+            log.info("refresh ignored: the last one was less than %ds ago", REFRESH_MIN_INTERVAL)
+            return
+        self._last_refresh = now
+        log.info("refreshing all sources now")
+        for key in self.catalog.sources:
+            job = self.scheduler.get_job(key)
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
 
     def _schedule_announce(self) -> None:
         assert self._loop is not None
@@ -334,6 +384,15 @@ class Gateway:
         return collect(spec, state.session, state.options, state.validators, fetched_at, self.hosts,
                        self.settings.http.max_bytes)
 
+    def _first_run_done(self, key: str) -> None:
+        if key in self._first_runs:
+            return
+        self._first_runs.add(key)
+        total = len(self.catalog.sources)
+        published = sum(1 for st in self.store.entities.values() if st.text is not None)
+        log.info("first run: %d/%d sources fetched, %d/%d entities have values", len(self._first_runs), total,
+                 published, len(self.catalog.entities()))
+
     def _succeeded(self, spec: SourceSpec, state: SourceState, fetched_at: datetime, outcome: str) -> None:
         state.failures = 0
         state.last_success = fetched_at
@@ -342,6 +401,7 @@ class Gateway:
         self.metrics.last_success.labels(source=spec.key).set(fetched_at.timestamp())
         self.link.publish(spec.last_fetch_topic, iso(fetched_at).encode(), Kind.DIAGNOSTIC)  # type: ignore[union-attr]
         self._update_status(spec, state, fetched_at)
+        self._first_run_done(spec.key)
 
     def _failed(self, spec: SourceSpec, state: SourceState, kind: str, detail: str,
                 retry_after: float | None) -> None:
@@ -355,6 +415,7 @@ class Gateway:
             log.info("%s: upstream asked to retry after %.0fs", spec.key, retry_after)
         level = logging.WARNING if state.failures in (1, spec.config.failure_threshold) else logging.DEBUG
         log.log(level, "%s: fetch failed (%s), %d in a row", spec.key, state.last_error, state.failures)
+        self._first_run_done(spec.key)
         if state.failures >= spec.config.failure_threshold:
             self._set_online(spec, state, False, f"{state.failures} failed fetches")
             # Looked-up ids may have changed upstream: look them up again next time.
@@ -414,8 +475,3 @@ class Gateway:
         # The body is as old as its fetch: a re-evaluation must not make it look newer.
         readings = [r if r.observed_at <= fetched else replace(r, observed_at=fetched) for r in readings]
         self._publish_readings(spec, readings, fetched, state.url)
-
-    def status(self) -> dict[str, Any]:
-        return {key: {"online": s.online, "failures": s.failures, "errors_total": s.errors_total,
-                      "last_success": iso(s.last_success), "last_error": s.last_error}
-                for key, s in self.sources.items()}

@@ -72,6 +72,9 @@ class Catalog:
     gateway_device_id: str
     gateway_status_topic: str
     gateway_info_topic: str
+    version_topic: str
+    started_topic: str
+    refresh_topic: str
 
     def entities(self) -> list[EntitySpec]:
         return [e for s in self.sources.values() for e in s.entities]
@@ -131,7 +134,10 @@ def build(loaded: Loaded, adapters: Mapping[str, Adapter] = ADAPTERS) -> Catalog
         settings=settings, sources=sources, base=base, prefix=settings.mqtt.discovery_prefix,
         node_id=city.slug, gateway_device_id=f"{city.slug}_gateway",
         gateway_status_topic=topics.gateway_topic(base, topics.STATUS),
-        gateway_info_topic=topics.gateway_topic(base, "info"))
+        gateway_info_topic=topics.gateway_topic(base, "info"),
+        version_topic=topics.gateway_topic(base, "version"),
+        started_topic=topics.gateway_topic(base, "started_at"),
+        refresh_topic=topics.gateway_topic(base, "refresh"))
 
 
 def _options(loaded: Loaded, key: str, source: Source, adapter: Adapter) -> AdapterOptions:

@@ -23,6 +23,13 @@ CONTRACT: tuple[TopicRule, ...] = (
     TopicRule("{base}/gateway/info", "publish", True, "JSON",
               "Version, start time, city, topic roots, and each source with its adapter, schedule, "
               "`max_age_s`, `expire_after_s`, entities and licence."),
+    TopicRule("{base}/gateway/version", "publish", True, "text",
+              "The gateway's version (diagnostic entity)."),
+    TopicRule("{base}/gateway/started_at", "publish", True, "ISO 8601 timestamp",
+              "When the gateway started (the \"Uptime\" diagnostic entity)."),
+    TopicRule("{base}/gateway/refresh", "subscribe", False, "`PRESS`",
+              "Command: fetch every source now (HA's \"Refresh all sources\" button; at most every 10 s; "
+              "retained messages are ignored)."),
     TopicRule("{base}/{source}/status", "publish", True, "`online` / `offline`",
               "Source availability: `offline` after `failure_threshold` failed fetches in a row, or when "
               "its newest data is older than its `max_age`."),
@@ -98,6 +105,9 @@ def expand(catalog: Catalog, discovery_topics: list[str]) -> list[ConcreteTopic]
     out = [
         ConcreteTopic(catalog.gateway_status_topic, True, qos, "gateway availability (Last Will)"),
         ConcreteTopic(catalog.gateway_info_topic, True, qos, "gateway info JSON"),
+        ConcreteTopic(catalog.version_topic, True, qos, "gateway version"),
+        ConcreteTopic(catalog.started_topic, True, qos, "gateway start time"),
+        ConcreteTopic(catalog.refresh_topic, False, 1, "subscribed: refresh all sources (PRESS)"),
     ]
     for source in catalog.sources.values():
         out.append(ConcreteTopic(source.status_topic, True, qos, f"{source.key} availability"))

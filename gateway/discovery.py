@@ -48,6 +48,31 @@ def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
         "entity_category": "diagnostic",
         "device": gateway_device,
     })
+    add("sensor", f"{catalog.gateway_device_id}_uptime", {
+        "name": "Uptime",
+        "state_topic": catalog.started_topic,
+        "device_class": "timestamp",
+        "entity_category": "diagnostic",
+        "availability": [gateway_availability],
+        "device": gateway_device,
+    })
+    add("sensor", f"{catalog.gateway_device_id}_version", {
+        "name": "Version",
+        "state_topic": catalog.version_topic,
+        "entity_category": "diagnostic",
+        "icon": "mdi:tag-outline",
+        "availability": [gateway_availability],
+        "device": gateway_device,
+    })
+    add("button", f"{catalog.gateway_device_id}_refresh", {
+        "name": "Refresh all sources",
+        "command_topic": catalog.refresh_topic,
+        "payload_press": "PRESS",
+        "entity_category": "diagnostic",
+        "icon": "mdi:refresh",
+        "availability": [gateway_availability],
+        "device": gateway_device,
+    })
     for source in catalog.sources.values():
         device = _source_device(catalog, source)
         for entity in source.entities:

@@ -105,6 +105,15 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def broker(self) -> Broker:
+        return self._broker
+
+    @property
+    def connections(self) -> int:
+        """Successful connections so far (1 = never reconnected)."""
+        return self._connections
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()

@@ -301,6 +301,8 @@ def write_config(path: Path, upstream: str, *, base: str = "soest", slug: str = 
     data["city"]["slug"] = slug
     data["mqtt"]["base_topic"] = base
     data["mqtt"]["birth_delay"] = "0.4s"
+    # Every fixture API lives on one local host; the per-host spacing is for real servers.
+    data["http"] = {"per_host_interval": 0}
     if fast_reconnect:
         data["mqtt"]["reconnect_max"] = "1s"
         data["mqtt"]["reconnect_min"] = "0.2s"
@@ -350,11 +352,24 @@ class GatewayProcess:
 FILTERS = ("soest/#", "homeassistant/#")
 
 
-def expected_tree(config: Path) -> set[str]:
-    """Every retained topic the config should produce, from the code's own contract."""
+def expected_tree(config: Path, states: Iterable[str] | None = None) -> set[str]:
+    """Retained topics a subscriber must find, from the code's own contract.
+
+    Always the gateway's topics, the fetch-error counters and every discovery config; plus the
+    given entity ``states``, and the attributes, status and last-fetch topics of their sources.
+    The sun's states always count: it is computed locally and always has values.
+    """
     cat = catalog.build(load(config))
-    rows = contract.expand(cat, list(discovery.configs(cat)))
-    return {r.topic for r in rows if r.retained}
+    rows = {r.topic for r in contract.expand(cat, list(discovery.configs(cat))) if r.retained}
+    entity_topics = {t for e in cat.entities() for t in (e.state_topic, e.attributes_topic)}
+    per_source = {t for s in cat.sources.values() for t in (s.status_topic, s.last_fetch_topic)}
+    wanted = set(states or ()) | {e.state_topic for e in cat.entities() if e.source == "sun"}
+    sources = {e.source for e in cat.entities() if e.state_topic in wanted}
+    # Attributes go out for every entity of a fetched source, with a note when the value is missing.
+    extra = {e.state_topic for e in cat.entities() if e.state_topic in wanted}
+    extra |= {e.attributes_topic for e in cat.entities() if e.source in sources}
+    extra |= {t for s in cat.sources.values() if s.key in sources for t in (s.status_topic, s.last_fetch_topic)}
+    return (rows - entity_topics - per_source) | extra
 
 
 def retained_tree(port: int, expected: set[str], timeout: float = 15.0) -> dict[str, bytes]:

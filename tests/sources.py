@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,15 +20,22 @@ from gateway.payloads import encode_value
 from tests.helpers import FIXTURES, ROOT, FixtureServer
 
 CONTENT_TYPES = {".json": "application/json", ".ics": "text/calendar; charset=utf-8"}
-# Fixtures of daily products name "today" by date: move those dates to the real today (local).
+# Fixtures are dated; the gateway checks freshness against the real clock. Daily products name
+# "today" by date: those dates move to the real today (local). Observation timestamps become "now".
 FRESHEN = {
     "open_meteo": ("2026-06-21", "2026-06-22"),
     "dwd_uv": ("2026-06-21", "2026-06-22"),
     "dwd_pollen": ("2026-04-10", "2026-04-11"),
+    "uba_air": ("2025-06-21",),
 }
+STAMPED = {"brightsky", "sensor_community", "pegelonline"}
 
 
 def freshened(adapter: str, body: bytes) -> bytes:
+    if adapter in STAMPED:
+        stamp = datetime.now(UTC).replace(microsecond=0).isoformat()
+        body = re.sub(rb'"(timestamp|last_record)":"[^"]+"', lambda m: b'"%s":"%s"' % (m.group(1), stamp.encode()),
+                      body)
     dates = FRESHEN.get(adapter)
     if dates is None:
         return body
@@ -111,6 +119,17 @@ def network_sources() -> list[SourceFixture]:
         lookup = next(folder.glob("lookup.*"), None)
         out.append(SourceFixture(key, adapter.name, normal, lookup))
     return out
+
+
+def serve_default_sources(server: FixtureServer, base_url: str) -> dict[str, str]:
+    """Serve every enabled source of the default config; returns the states a subscriber should see."""
+    data = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    expected: dict[str, str] = {}
+    for source in network_sources():
+        if data["sources"][source.key].get("enabled", True):
+            source.serve(server, base_url)
+            expected.update(source.expected_states())
+    return expected
 
 
 def only(key: str, data: dict[str, Any], base_url: str) -> None:

@@ -17,7 +17,11 @@ pytestmark = pytest.mark.broker
 @pytest.fixture
 def config(tmp_path: Path, upstream) -> Path:
     upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
-    return write_config(tmp_path / "topics.yaml", upstream.url)
+
+    def edit(data: dict) -> None:
+        data["sources"] = {k: v for k, v in data["sources"].items() if k in ("brightsky", "sun")}
+
+    return write_config(tmp_path / "topics.yaml", upstream.url, edit=edit)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -28,7 +28,7 @@ def test_every_payload_passes_ha_rules(configs: dict[str, dict]):
 
 def test_one_config_per_entity_plus_diagnostics(cat: catalog.Catalog, configs: dict[str, dict]):
     entities = cat.entities()
-    assert len(configs) == len(entities) + 2 * len(cat.sources) + 1
+    assert len(configs) == len(entities) + 2 * len(cat.sources) + 4  # + connection, uptime, version, refresh
     unique_ids = [p["unique_id"] for p in configs.values()]
     assert len(set(unique_ids)) == len(unique_ids)
     for entity in entities:

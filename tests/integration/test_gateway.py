@@ -27,13 +27,24 @@ from tests.helpers import (
     wait_until,
     write_config,
 )
+from tests.sources import serve_default_sources
 
 pytestmark = pytest.mark.broker
 
 @pytest.fixture
-def config(tmp_path: Path, upstream) -> Path:
-    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
+def served(upstream) -> dict[str, str]:
+    """Every enabled source of the default config, served by the fixture server."""
+    return serve_default_sources(upstream, upstream.url)
+
+
+@pytest.fixture
+def config(tmp_path: Path, upstream, served) -> Path:
     return write_config(tmp_path / "topics.yaml", upstream.url)
+
+
+def publishable(config: Path, served: dict[str, str]) -> set[str]:
+    """The whole retained tree when every source is served: all values the fixtures give."""
+    return expected_tree(config, served)
 
 
 @pytest.fixture
@@ -43,10 +54,15 @@ def gateway(config: Path, broker: Mosquitto):
     proc.terminate()
 
 
-def test_whole_topic_tree(config: Path, broker: Mosquitto, gateway: GatewayProcess):
-    expected = expected_tree(config)
+def test_whole_topic_tree(config: Path, broker: Mosquitto, gateway: GatewayProcess, served: dict[str, str]):
+    expected = publishable(config, served)
     tree = retained_tree(broker.port, expected)
     assert set(tree) == expected  # nothing missing, nothing extra (the sync marker is not retained)
+    for topic, value in served.items():
+        assert tree[topic].decode() == value, topic
+    cat = catalog.build(load(config))
+    for source in cat.sources:
+        assert tree[f"soest/{source}/status"] == b"online", source
     assert tree["soest/gateway/status"] == b"online"
     info = json.loads(tree["soest/gateway/info"])
     assert info["version"]
@@ -99,8 +115,8 @@ def test_states_are_published_retained_with_qos1(config: Path, broker: Mosquitto
 
 
 def test_republish_after_broker_restart_without_persistence(config: Path, broker: Mosquitto,
-                                                            gateway: GatewayProcess):
-    expected = expected_tree(config)
+                                                            gateway: GatewayProcess, served: dict[str, str]):
+    expected = publishable(config, served)
     retained_tree(broker.port, expected)
     broker.stop(kill=True)
     time.sleep(0.5)
@@ -135,8 +151,9 @@ def test_value_change_during_outage_is_not_lost(tmp_path: Path, broker: Mosquitt
         proc.terminate()
 
 
-def test_reannounce_after_home_assistant_birth(config: Path, broker: Mosquitto, gateway: GatewayProcess):
-    retained_tree(broker.port, expected_tree(config))
+def test_reannounce_after_home_assistant_birth(config: Path, broker: Mosquitto, gateway: GatewayProcess,
+                                              served: dict[str, str]):
+    retained_tree(broker.port, publishable(config, served))
     sub = Subscriber(broker.port, *FILTERS, live=True)
     time.sleep(0.3)
     sub.clear()
@@ -161,7 +178,7 @@ def test_orphans_are_cleared_and_unchanged_configs_not_resent(tmp_path: Path, br
             retain=True)
     publish(broker.port, foreign, json.dumps({"name": "lamp", "state_topic": "z2m/lamp"}), retain=True)
     proc = GatewayProcess(cfg, broker.port)
-    expected = expected_tree(cfg)
+    expected = expected_tree(cfg, {"soest/brightsky/temperature"})
     try:
         retained_tree(broker.port, expected)
     finally:
@@ -190,7 +207,8 @@ def test_orphans_are_cleared_and_unchanged_configs_not_resent(tmp_path: Path, br
     finally:
         proc.terminate()
         sub.close()
-    assert gone not in retained_tree(broker.port, expected_tree(cfg2) - {"soest/gateway/status"})
+    assert gone not in retained_tree(broker.port, expected_tree(cfg2, {"soest/brightsky/temperature"})
+                                     - {"soest/gateway/status"})
 
 
 def test_last_will_after_kill_9(config: Path, broker: Mosquitto):
@@ -249,9 +267,9 @@ def test_metrics_endpoint(config: Path, broker: Mosquitto):
         proc.terminate()
 
 
-def test_purge_removes_everything_of_ours(config: Path, broker: Mosquitto):
+def test_purge_removes_everything_of_ours(config: Path, broker: Mosquitto, served: dict[str, str]):
     proc = GatewayProcess(config, broker.port)
-    expected = expected_tree(config)
+    expected = publishable(config, served)
     retained_tree(broker.port, expected)
     proc.terminate()
     publish(broker.port, "other/topic", "keep", retain=True)

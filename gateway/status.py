@@ -1,0 +1,151 @@
+"""What the operator sees over HTTP: readiness, a JSON status document and a small status page."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway import __version__
+from gateway.payloads import iso
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+
+def snapshot(gw: Gateway) -> dict[str, Any]:
+    """The whole status as JSON-ready data; call it on the gateway's event loop."""
+    now = datetime.now(UTC)
+    broker = gw.link.broker
+    sources: dict[str, Any] = {}
+    entities: list[dict[str, Any]] = []
+    for key, spec in gw.catalog.sources.items():
+        state = gw.sources[key]
+        job = gw.scheduler.get_job(key) if gw.scheduler is not None else None
+        sources[key] = {
+            "name": spec.device_name,
+            "adapter": spec.adapter.name,
+            "status": "unknown" if state.online is None else "online" if state.online else "offline",
+            "schedule": spec.schedule_text(),
+            "last_fetch": iso(state.last_success),
+            "last_error": state.last_error,
+            "failures_in_a_row": state.failures,
+            "next_run": iso(job.next_run_time) if job is not None and job.next_run_time else None,
+            "requests": state.runs,
+            "errors": state.errors_total,
+            "max_age_s": spec.max_age,
+        }
+        for entity in spec.entities:
+            st = gw.store.entities.get(entity.unique_id)
+            age = (now - st.observed_at).total_seconds() if st is not None and st.observed_at else None
+            entities.append({
+                "source": key,
+                "key": entity.key,
+                "name": entity.name,
+                "value": st.text if st is not None else None,
+                "unit": entity.measurement.unit,
+                "observed_at": iso(st.observed_at) if st is not None else None,
+                "age_s": round(age) if age is not None else None,
+                "stale": age is not None and age > spec.max_age,
+                "topic": entity.state_topic,
+                "entity_id": f"{entity.component}.{entity.unique_id}",
+            })
+    return {
+        "version": __version__,
+        "city": gw.settings.city.name,
+        "started_at": iso(gw.started_at),
+        "uptime_s": round(time.monotonic() - gw.started_mono),
+        "broker": {"connected": gw.link.connected, "host": broker.host, "port": broker.port,
+                   "tls": broker.use_tls, "connections": gw.link.connections},
+        "base_topic": gw.catalog.base,
+        "sources": sources,
+        "entities": entities,
+    }
+
+
+def readiness(status: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Ready = connected to the broker and at least one source delivering fresh data."""
+    reasons = []
+    if not status["broker"]["connected"]:
+        reasons.append("not connected to the MQTT broker")
+    if not any(s["status"] == "online" for s in status["sources"].values()):
+        reasons.append("no source has fresh data")
+    return not reasons, reasons
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Soest MQTT Gateway</title>
+<style>
+ body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2329}
+ header{background:#1d4e89;color:#fff;padding:12px 20px;display:flex;gap:24px;align-items:baseline;flex-wrap:wrap}
+ header h1{font-size:18px;margin:0} main{padding:16px 20px} h2{font-size:15px;margin:20px 0 8px}
+ table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #0002}
+ th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e6ea;vertical-align:top}
+ th{background:#eef1f5;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
+ .online{color:#0a7d32;font-weight:600} .offline{color:#b3261e;font-weight:600} .unknown{color:#8a6d00}
+ .stale{color:#b3261e} code{font-size:12px;color:#44505c} .err{color:#b3261e;font-size:12px}
+ #updated{opacity:.8;font-size:12px}
+</style></head>
+<body>
+<header><h1>Soest MQTT Gateway</h1><span id="version"></span><span id="broker"></span>
+<span id="updated"></span></header>
+<main>
+<h2>Sources</h2>
+<table id="sources"><thead><tr><th>Source</th><th>Status</th><th>Last fetch</th><th>Next run</th>
+<th>Requests</th><th>Errors</th><th>Last error</th></tr></thead><tbody></tbody></table>
+<h2>Entities</h2>
+<table id="entities"><thead><tr><th>Entity</th><th>Value</th><th>Unit</th><th>Age</th><th>Topic</th>
+</tr></thead><tbody></tbody></table>
+</main>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+function cell(row, text, cls) {
+  const td = row.insertCell(); td.textContent = text ?? "—"; if (cls) td.className = cls; return td;
+}
+function age(s) {
+  if (s == null) return "—"; if (s < 120) return s + " s"; if (s < 7200) return Math.round(s / 60) + " min";
+  return Math.round(s / 3600) + " h";
+}
+function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
+function render(st) {
+  $("version").textContent = "v" + st.version + " · " + st.city;
+  const b = st.broker;
+  $("broker").innerHTML = "";
+  const span = document.createElement("span");
+  span.className = b.connected ? "online" : "offline";
+  span.textContent = (b.connected ? "broker connected" : "broker disconnected") + " (" + b.host + ":" + b.port + ")";
+  $("broker").appendChild(span);
+  const sources = $("sources").tBodies[0]; sources.replaceChildren();
+  for (const [key, s] of Object.entries(st.sources)) {
+    const row = sources.insertRow(); row.id = "source-" + key; row.dataset.status = s.status;
+    cell(row, s.name + " (" + key + ")");
+    cell(row, s.status, s.status);
+    cell(row, when(s.last_fetch)); cell(row, when(s.next_run));
+    cell(row, s.requests, "num"); cell(row, s.errors, "num"); cell(row, s.last_error, "err");
+  }
+  const entities = $("entities").tBodies[0]; entities.replaceChildren();
+  for (const e of st.entities) {
+    const row = entities.insertRow(); row.id = "entity-" + e.source + "-" + e.key;
+    cell(row, e.name + " (" + e.source + ")");
+    cell(row, e.value, "num value"); cell(row, e.unit);
+    cell(row, age(e.age_s), e.stale ? "stale" : ""); cell(row, e.topic).innerHTML = "<code></code>";
+    row.cells[4].firstChild.textContent = e.topic;
+  }
+  $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+}
+async function refresh() {
+  try {
+    const resp = await fetch("api/status", {cache: "no-store"});
+    render(await resp.json());
+  } catch (err) {
+    $("updated").textContent = "status unavailable: " + err;
+  }
+}
+refresh();
+setInterval(refresh, 5000);
+</script>
+</body></html>
+"""
