@@ -87,6 +87,7 @@ PAGE = """<!doctype html>
  .online{color:#0a7d32;font-weight:600} .offline{color:#b3261e;font-weight:600} .unknown{color:#8a6d00}
  .stale{color:#b3261e} code{font-size:12px;color:#44505c} .err{color:#b3261e;font-size:12px}
  #updated{opacity:.8;font-size:12px}
+ header .online,header .offline{background:#fff;padding:1px 10px;border-radius:10px}
 </style></head>
 <body>
 <header><h1>Soest MQTT Gateway</h1><span id="version"></span><span id="broker"></span>

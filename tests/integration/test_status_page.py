@@ -1,0 +1,130 @@
+"""The operator's HTTP side: status page (in headless Chromium), /api/status, /readyz, and the refresh button."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    ROOT,
+    FixtureServer,
+    GatewayProcess,
+    Mosquitto,
+    free_port,
+    fresh_fixture,
+    publish,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.broker
+
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def status(port: int) -> dict:
+    code, body = get(port, "/api/status")
+    return json.loads(body) if code == 200 else {}
+
+
+@pytest.fixture
+def running(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer):
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
+
+    def edit(data: dict) -> None:
+        data["sources"] = {k: v for k, v in data["sources"].items() if k in ("brightsky", "sun")}
+        data["sources"]["brightsky"].update(failure_threshold=1)
+
+    cfg = write_config(tmp_path / "t.yaml", upstream.url, edit=edit)
+    port = free_port()
+    proc = GatewayProcess(cfg, broker.port, env={"GATEWAY_HTTP_PORT": str(port)})
+    wait_until(lambda: status(port).get("sources", {}).get("brightsky", {}).get("status") == "online", 15)
+    yield port, proc
+    proc.terminate()
+
+
+def chromium_dom(url: str, profile: Path, screenshot: Path | None = None) -> str:
+    """Render ``url`` in headless Chromium, let its scripts run, and return the resulting DOM."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=4000", "--window-size=1280,1000"]
+    assert CHROMIUM is not None
+    if screenshot is not None:
+        subprocess.run([CHROMIUM, *flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=60,
+                       check=True)
+    result = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=60,
+                            check=True)
+    return result.stdout
+
+
+def test_api_status_and_readiness(running, broker: Mosquitto):
+    port, _ = running
+    st = status(port)
+    assert st["broker"]["connected"] is True
+    assert st["sources"]["brightsky"]["last_fetch"]
+    assert st["sources"]["brightsky"]["next_run"]
+    assert st["sources"]["brightsky"]["requests"] >= 1
+    temperature = next(e for e in st["entities"] if e["source"] == "brightsky" and e["key"] == "temperature")
+    assert temperature["value"] == "24.3"
+    assert temperature["unit"] == "°C"
+    assert temperature["topic"] == "soest/brightsky/temperature"
+    assert temperature["age_s"] is not None
+    assert get(port, "/healthz") == (200, b"ok\n")
+    code, body = get(port, "/readyz")
+    assert code == 200
+    assert json.loads(body) == {"ready": True, "reasons": []}
+    broker.stop()
+    wait_until(lambda: get(port, "/readyz")[0] == 503, 10)
+    assert "not connected to the MQTT broker" in json.loads(get(port, "/readyz")[1])["reasons"]
+    broker.start()
+    wait_until(lambda: get(port, "/readyz")[0] == 200, 10)
+
+
+def test_refresh_button_fetches_now(running, broker: Mosquitto, upstream: FixtureServer):
+    _, proc = running
+    before = len(upstream.requests)
+    publish(broker.port, "soest/gateway/refresh", "PRESS")
+    wait_until(lambda: len(upstream.requests) > before, 10)
+    assert "refreshing all sources now" in proc.log
+    # A retained press (left on the broker by someone) must not refresh.
+    publish(broker.port, "soest/gateway/refresh", "PRESS", retain=True)
+    publish(broker.port, "soest/gateway/refresh", "", retain=True)
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium is not installed")
+def test_status_page_in_headless_chromium(running, tmp_path: Path, upstream: FixtureServer, broker: Mosquitto):
+    port, _ = running
+    url = f"http://127.0.0.1:{port}/"
+    ARTIFACTS.mkdir(exist_ok=True)
+    dom = chromium_dom(url, tmp_path / "profile", ARTIFACTS / "status-page.png")
+    assert 'id="source-brightsky" data-status="online"' in dom
+    assert '<td class="online">online</td>' in dom
+    assert "24.3" in dom  # the temperature, rendered by the page's own script from /api/status
+    assert "soest/brightsky/temperature" in dom
+    assert (ARTIFACTS / "status-page.png").stat().st_size > 1000
+
+    upstream.serve("/current_weather", "upstream down", status=503)
+    publish(broker.port, "soest/gateway/refresh", "PRESS")
+    wait_until(lambda: status(port)["sources"]["brightsky"]["status"] == "offline", 15)
+    dom = chromium_dom(url, tmp_path / "profile2", ARTIFACTS / "status-page-failing.png")
+    assert 'id="source-brightsky" data-status="offline"' in dom
+    assert "HTTP 503" in dom
+    assert 'id="source-sun" data-status="online"' in dom
