@@ -18,13 +18,14 @@ from adapters import (
     sensorthings,
     sun,
     uba_air,
+    waste_calendar,
 )
 from adapters.base import Adapter
 
 ADAPTERS: Mapping[str, Adapter] = MappingProxyType({a.name: a for a in (
     brightsky.ADAPTER, sun.ADAPTER, dwd_alerts.ADAPTER, nina.ADAPTER, uba_air.ADAPTER, sensor_community.ADAPTER,
     buergerwolke.ADAPTER, sensorthings.ADAPTER, pegelonline.ADAPTER, open_meteo.ADAPTER, dwd_uv.ADAPTER,
-    dwd_pollen.ADAPTER,
+    dwd_pollen.ADAPTER, waste_calendar.ADAPTER,
 )})
 
 __all__ = ["ADAPTERS", "Adapter"]
