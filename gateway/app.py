@@ -63,7 +63,7 @@ class SourceState:
 class Gateway:
     """One gateway instance. ``run`` returns when ``stop`` is set."""
 
-    def __init__(self, catalog: Catalog, broker: Broker, *, http_host: str = "0.0.0.0",
+    def __init__(self, catalog: Catalog, broker: Broker, *, http_host: str = "127.0.0.1",
                  http_port: int | None = None, metrics: Metrics | None = None,
                  data_dir: Path | None = None) -> None:
         self.catalog = catalog
@@ -140,7 +140,8 @@ class Gateway:
         self._publish_static()
         if self.settings.mqtt.discovery:
             self.link.subscribe(self._birth_topic)
-        self.link.subscribe(self.catalog.refresh_topic)
+        if self.settings.mqtt.refresh_button:
+            self.link.subscribe(self.catalog.refresh_topic)
         self.link.start()
         scheduler = self.scheduler = AsyncIOScheduler(event_loop=self._loop, timezone=UTC)
         for key, spec in self.catalog.sources.items():
@@ -184,10 +185,19 @@ class Gateway:
             ok, reasons = status.readiness(on_loop(lambda: status.snapshot(self)))
             return (200 if ok else 503), JSON, encode_json({"ready": ok, "reasons": reasons})
 
+        def healthz() -> tuple[int, str, bytes]:
+            # Alive means the event loop still answers, not merely that this HTTP thread runs.
+            try:
+                on_loop(lambda: None)
+            except (TimeoutError, RuntimeError):
+                return 503, "text/plain; charset=utf-8", b"event loop not responding\n"
+            return 200, "text/plain; charset=utf-8", b"ok\n"
+
         return {
             "/": lambda: (200, "text/html; charset=utf-8", status.PAGE.encode()),
             "/api/status": api,
             "/readyz": ready,
+            "/healthz": healthz,
         }
 
     def _trigger(self, spec: SourceSpec) -> BaseTrigger:

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     _broker_flags(run)
     run.add_argument("--http-port", default=None,
                      help=f"metrics/health port, 'off' to disable [GATEWAY_HTTP_PORT] (default {DEFAULT_HTTP_PORT})")
-    run.add_argument("--http-host", default=None, help="metrics bind address [GATEWAY_HTTP_HOST] (default 0.0.0.0)")
+    run.add_argument("--http-host", default=None,
+                     help="status/metrics bind address [GATEWAY_HTTP_HOST] (default 127.0.0.1; 0.0.0.0 in Docker)")
     run.add_argument("--data-dir", default=None,
                      help="where last values and the discovery registry are kept, 'off' to disable "
                           "[GATEWAY_DATA_DIR] (default .data/gateway)")
@@ -226,7 +227,7 @@ def _run(cat: catalog.Catalog, broker: Broker, args: argparse.Namespace, env: Ma
     from gateway.app import Gateway
 
     http_port = _http_port(args, env)
-    http_host = args.http_host or env.get("GATEWAY_HTTP_HOST", "0.0.0.0")
+    http_host = args.http_host or env.get("GATEWAY_HTTP_HOST", "127.0.0.1")
     data_dir_text = args.data_dir or env.get("GATEWAY_DATA_DIR", ".data/gateway")
     data_dir = None if data_dir_text.strip().lower() in ("off", "none", "") else Path(data_dir_text)
     try:

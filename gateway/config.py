@@ -116,6 +116,8 @@ class Mqtt(_Model):
     # A local broker is cheap to retry; 4 s keeps "back within 5 s of the broker" true.
     reconnect_max: Duration = 4.0
     message_expiry: bool = True
+    # On a city broker residents cannot write, so a button they cannot use is better left out.
+    refresh_button: bool = True
 
 
 class Http(_Model):
@@ -317,7 +319,7 @@ def load_broker(env: Mapping[str, str], overrides: Mapping[str, Any] | None = No
 
 
 def _field_from_message(msg: str) -> str:
-    for field in BROKER_ENV:
+    for field in sorted(BROKER_ENV, key=len, reverse=True):  # tls_ca before tls
         if msg.startswith(f"Value error, {field}"):
             return field
     return "broker"

@@ -107,8 +107,9 @@ def expand(catalog: Catalog, discovery_topics: list[str]) -> list[ConcreteTopic]
         ConcreteTopic(catalog.gateway_info_topic, True, qos, "gateway info JSON"),
         ConcreteTopic(catalog.version_topic, True, qos, "gateway version"),
         ConcreteTopic(catalog.started_topic, True, qos, "gateway start time"),
-        ConcreteTopic(catalog.refresh_topic, False, 1, "subscribed: refresh all sources (PRESS)"),
     ]
+    if catalog.settings.mqtt.refresh_button:
+        out.append(ConcreteTopic(catalog.refresh_topic, False, 1, "subscribed: refresh all sources (PRESS)"))
     for source in catalog.sources.values():
         out.append(ConcreteTopic(source.status_topic, True, qos, f"{source.key} availability"))
         for entity in source.entities:

@@ -64,15 +64,16 @@ def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
         "availability": [gateway_availability],
         "device": gateway_device,
     })
-    add("button", f"{catalog.gateway_device_id}_refresh", {
-        "name": "Refresh all sources",
-        "command_topic": catalog.refresh_topic,
-        "payload_press": "PRESS",
-        "entity_category": "diagnostic",
-        "icon": "mdi:refresh",
-        "availability": [gateway_availability],
-        "device": gateway_device,
-    })
+    if catalog.settings.mqtt.refresh_button:
+        add("button", f"{catalog.gateway_device_id}_refresh", {
+            "name": "Refresh all sources",
+            "command_topic": catalog.refresh_topic,
+            "payload_press": "PRESS",
+            "entity_category": "diagnostic",
+            "icon": "mdi:refresh",
+            "availability": [gateway_availability],
+            "device": gateway_device,
+        })
     for source in catalog.sources.values():
         device = _source_device(catalog, source)
         for entity in source.entities:

@@ -24,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.config import Broker
 from gateway.errors import PublishError
 from gateway.metrics import Metrics
-from gateway.topics import OFFLINE, ONLINE, check_topic
+from gateway.topics import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,13 @@ class MqttLink:
         self._subscriptions: list[str] = []
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._session_over = threading.Event()
         self._thread: threading.Thread | None = None
         self._connections = 0
         self._failures = 0
         self._counters = {k: metrics.publishes.labels(kind=KIND_LABELS[k]) for k in Kind}
         self._client_id = client_id
+        self._last_info: paho.MQTTMessageInfo | None = None
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ setup
@@ -177,8 +179,10 @@ class MqttLink:
             for topic, payload in batch:
                 store[topic] = (payload, expiry)
         if self._connected.is_set():
+            send = self._send
             for topic, payload in batch:
-                self._send(topic, payload, kind, True, expiry)
+                send(topic, payload, kind, True, expiry, count=False)
+            self._counters[kind].inc(len(batch))
 
     def retained(self, kind: Kind) -> dict[str, bytes]:
         with self._lock:
@@ -202,6 +206,17 @@ class MqttLink:
                 sent += 1
         return sent
 
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until the broker acknowledged everything sent so far (QoS 1 acks arrive in order)."""
+        info = self._last_info
+        if info is None:
+            return True
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
     def stop(self, timeout: float = 3.0) -> None:
         """Publish ``offline``, wait for in-flight messages, disconnect and end the thread."""
         self._stopping.set()
@@ -220,8 +235,9 @@ class MqttLink:
 
     # ------------------------------------------------------------------ internals
 
-    def _send(self, topic: str, payload: bytes, kind: Kind, retain: bool, expiry: int | None = None) -> None:
-        check_topic(topic)
+    def _send(self, topic: str, payload: bytes, kind: Kind, retain: bool, expiry: int | None = None,
+              count: bool = True) -> None:
+        # Topics were checked when the catalogue was built (gateway.topics); paho checks wildcards too.
         props = None
         if expiry:
             props = self._expiry_props.get(expiry)
@@ -229,10 +245,11 @@ class MqttLink:
                 props = self._expiry_props[expiry] = Properties(PacketTypes.PUBLISH)
                 props.MessageExpiryInterval = expiry
         info = self._client.publish(topic, payload, qos=self._qos, retain=retain, properties=props)
-        if info.rc == paho.MQTT_ERR_SUCCESS or info.rc == paho.MQTT_ERR_NO_CONN:
-            self._counters[kind].inc()
-        else:
+        self._last_info = info
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             log.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
+        elif count:
+            self._counters[kind].inc()
 
     def _delay(self, attempt: int) -> float:
         low, high = self._backoff
@@ -259,7 +276,13 @@ class MqttLink:
                         b.host, b.port, _reason(exc))
                 self._stopping.wait(self._delay(self._failures))
                 continue
-            self._client.loop_forever()
+            # paho's own network thread: publishes from other threads are then queued and written
+            # in batches by it, instead of one send() per message from the caller.
+            self._session_over.clear()
+            self._client.loop_start()
+            while not self._session_over.wait(0.5) and not self._stopping.is_set():
+                pass
+            self._client.loop_stop()
             if not self._stopping.is_set():
                 self._failures += 1
                 self._stopping.wait(self._delay(self._failures))
@@ -269,6 +292,7 @@ class MqttLink:
         if reason.is_failure:
             log.error("MQTT broker %s:%s refused the connection: %s",
                       self._broker.host, self._broker.port, reason)
+            self._session_over.set()
             return
         self._failures = 0
         self._connections += 1
@@ -290,6 +314,7 @@ class MqttLink:
                            reason: ReasonCode, properties: object) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._session_over.set()
         self._metrics.connected.set(0)
         if was_connected and not self._stopping.is_set():
             log.warning("lost the MQTT connection (%s); keeping the latest values and reconnecting", reason)

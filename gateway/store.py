@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +11,11 @@ from gateway.catalog import EntitySpec, SourceSpec
 from gateway.checks import check
 from gateway.payloads import encode_json, encode_value, iso
 from gateway.records import Reading
+
+
+def fetched_suffix(fetched_at: datetime) -> bytes:
+    return b',"fetched_at":"' + fetched_at.isoformat(timespec="seconds").encode() + b'"}'
+
 
 # Home Assistant's recorder drops attribute sets above 16 KiB; stay well below.
 MAX_ATTRIBUTES_BYTES = 12_000
@@ -123,12 +127,11 @@ class Store:
         encoded = encode_json(attrs)
         if len(encoded) > MAX_ATTRIBUTES_BYTES:
             encoded = _shrink(attrs)
-            attrs = json.loads(encoded)
         digest = hash(encoded)
         if digest != st.attrs_digest or (out.states and out.states[-1][0] == entity.state_topic):
             st.attrs_digest = digest
-            attrs["fetched_at"] = iso(fetched_at)
-            out.attributes.append((entity.attributes_topic, encode_json(attrs)))
+            # fetched_at changes on every fetch, so it stays out of the digest; spliced in, not re-encoded.
+            out.attributes.append((entity.attributes_topic, encoded[:-1] + fetched_suffix(fetched_at)))
 
     def due_for_heartbeat(self, sources: Iterable[SourceSpec], now: float,
                           wall: datetime) -> list[tuple[str, bytes]]:

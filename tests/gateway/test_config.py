@@ -161,7 +161,7 @@ def test_broker_from_env(tmp_path: Path):
     ({"GATEWAY_MQTT_PORT": "abc"}, "GATEWAY_MQTT_PORT: 'abc'"),
     ({"GATEWAY_MQTT_PORT": "70000"}, "GATEWAY_MQTT_PORT: '70000' is out of range"),
     ({"GATEWAY_MQTT_TLS_INSECURE": "maybe"}, "GATEWAY_MQTT_TLS_INSECURE: 'maybe' is not a boolean"),
-    ({"GATEWAY_MQTT_TLS_CA": "/nonexistent/ca.crt"}, "does not exist"),
+    ({"GATEWAY_MQTT_TLS_CA": "/nonexistent/ca.crt"}, "GATEWAY_MQTT_TLS_CA: tls_ca: file"),
     ({"GATEWAY_MQTT_PASSWORD_FILE": "/nonexistent/pw"}, "GATEWAY_MQTT_PASSWORD_FILE: cannot read"),
 ])
 def test_bad_broker_env(env: dict[str, str], fragment: str):

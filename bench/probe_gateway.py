@@ -1,0 +1,66 @@
+"""One gateway with N synthetic entities in this process: announce time and resident memory.
+
+Prints one JSON line. Used by bench/run.py in a fresh process per N, so memory is not shared.
+    python bench/probe_gateway.py --entities 10000 --port 1883
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+
+STARTED = time.perf_counter()
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.synthetic import synthetic_catalog  # noqa: E402
+from gateway.app import Gateway  # noqa: E402
+from gateway.config import Broker  # noqa: E402
+from gateway.mqtt import Kind  # noqa: E402
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def main(count: int, port: int) -> dict[str, float]:
+    cat = synthetic_catalog(count)
+    t0 = time.perf_counter()
+    gw = Gateway(cat, Broker(port=port), http_port=None, data_dir=None)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    configs = len(gw.configs)
+
+    def announced() -> bool:
+        values = sum(1 for st in gw.store.entities.values() if st.text is not None)
+        return (gw.link.connected and values == count and len(gw.link.retained(Kind.DISCOVERY)) == configs
+                and gw._first_connect_done)
+
+    while not announced():
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)  # let the connect handler finish its republish
+    await asyncio.to_thread(gw.link.flush, 120)
+    t1 = time.perf_counter()
+    gc.collect()
+    await asyncio.sleep(0.5)
+    rss = rss_bytes()
+    stop.set()
+    await task
+    return {"entities": count, "announce_s": t1 - t0, "rss_bytes": rss, "discovery_configs": configs,
+            "process_to_announced_s": t1 - STARTED}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entities", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main(args.entities, args.port))))
