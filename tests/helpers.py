@@ -133,6 +133,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     delay: float = 0.0
     reset: bool = False  # close the connection with a TCP RST instead of answering
+    etag: str | None = None  # answer 304 when the client already has this version
 
 
 class FixtureServer:
@@ -152,6 +153,12 @@ class FixtureServer:
                 reply = server.replies.get(path, Reply(404, b'{"detail":"not found"}'))
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.etag is not None and self.headers.get("If-None-Match") == reply.etag:
+                    self.send_response(304)
+                    self.send_header("ETag", reply.etag)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if reply.reset:
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.connection.close()
@@ -160,6 +167,8 @@ class FixtureServer:
                 self.send_response(reply.status)
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
+                if reply.etag is not None:
+                    self.send_header("ETag", reply.etag)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 self.wfile.write(reply.body)

@@ -297,3 +297,30 @@ def test_fetch_command_prints_readings(config: Path, upstream):
     assert failed.returncode == 1
     assert "HTTP 500" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_conditional_requests_keep_values(tmp_path: Path, broker: Mosquitto, upstream):
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"), etag='"v1"')
+
+    def edit(data: dict) -> None:
+        data["sources"] = {k: v for k, v in data["sources"].items() if k in ("brightsky", "sun")}
+        data["sources"]["brightsky"].update(every="1s", jitter="0s")
+
+    cfg = write_config(tmp_path / "t.yaml", upstream.url, edit=edit)
+    http_port = free_port()
+    proc = GatewayProcess(cfg, broker.port, env={"GATEWAY_HTTP_PORT": str(http_port)})
+    try:
+        wait_until(lambda: sum(1 for path, h in upstream.requests if h.get("If-None-Match") == '"v1"') >= 2, 15)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2) as resp:
+                return resp.read().decode()
+
+        assert 'gateway_http_not_modified_total{source="brightsky"} ' in scrape()
+        assert 'gateway_fetches_total{outcome="not_modified",source="brightsky"}' in scrape()
+        tree = retained_tree(broker.port, {"soest/brightsky/temperature", "soest/brightsky/status"})
+        assert tree["soest/brightsky/temperature"] == b"24.3"
+        assert tree["soest/brightsky/status"] == b"online"
+        assert "Traceback" not in proc.log
+    finally:
+        proc.terminate()
