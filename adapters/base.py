@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -99,12 +99,39 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def load_json_array(body: bytes) -> list[Any]:
-    """A JSON array, or ParseError."""
+ERROR_KEYS = frozenset({"error", "errors", "message", "detail", "statusCode"})
+
+
+def load_json_array(body: bytes, what: str = "items") -> list[Any]:
+    """A JSON array, or ParseError; an object that looks like an error document is ``upstream_error``."""
     data = load_json(body)
-    if not isinstance(data, list):
-        raise ParseError(f"expected a JSON array, got {type(data).__name__}", kind="bad_schema")
-    return data
+    if isinstance(data, list):
+        return data
+    kind = "upstream_error" if isinstance(data, dict) and ERROR_KEYS & data.keys() else "bad_schema"
+    raise ParseError(f"expected a JSON array of {what}, got {type(data).__name__}", kind=kind)
+
+
+def number(value: object) -> float | None:
+    """A finite float from a JSON number or a numeric string ("11.40"); None for anything else."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return finite_number(value)
+
+
+def local_datetime(value: object, zone: ZoneInfo) -> datetime | None:
+    """ISO 8601 text (DWD also writes "2026-04-11 11:00 Uhr"); without an offset it is ``zone``'s time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.strip().removesuffix("Uhr").strip())
+        stamp = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=zone)
+        stamp.astimezone(UTC)  # rejects year-1/9999 times the core could not compare
+    except (ValueError, OverflowError):
+        return None
+    return stamp
 
 
 MAX_TEXT = 500

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -10,7 +9,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from adapters.base import Adapter, AdapterOptions, clip, finite_number, load_json_object
+from adapters.base import Adapter, AdapterOptions, clip, finite_number, load_json_array
 from gateway.errors import ParseError
 from gateway.geo import distance_m
 from gateway.records import Reading, Request, Station
@@ -61,7 +60,7 @@ def request(opts: Options, base_url: str) -> Request:
 
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
-    items = _load_array(body)
+    items = load_json_array(body, "sensor boxes")
     boxes = [b for b in items if isinstance(b, dict)]
     located = [(b, lat, lon) for b in boxes if (lat := _coord(b.get("latitude"), 90)) is not None
                and (lon := _coord(b.get("longitude"), 180)) is not None]
@@ -76,7 +75,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
     values: dict[str, float | None] = {}
     suspect: dict[str, str] = {}
     for field, (src, convert, (low, high), unit) in FIELDS.items():
-        raw = _number(box.get(src))
+        raw = finite_number(box.get(src))
         if raw is not None and not low <= raw <= high:
             suspect[field] = f"{raw:g} {unit} is outside the sane range {low:g}..{high:g} {unit}"
             raw = None
@@ -119,15 +118,10 @@ def _choose(located: list[tuple[dict[str, Any], float, float]],
     return box, lat, lon, dists[i]
 
 
-def _number(value: object) -> float | None:
-    try:
-        return finite_number(value)
-    except OverflowError:  # a JSON integer beyond float range (finite_number does not catch it)
-        return None
 
 
 def _coord(value: object, limit: float) -> float | None:
-    number = _number(value)
+    number = finite_number(value)
     return number if number is not None and abs(number) <= limit and number != 0 else None
 
 
@@ -153,17 +147,6 @@ def _box_id(box: dict[str, Any]) -> str | None:
     return None
 
 
-def _load_array(body: bytes) -> list[Any]:
-    if body.lstrip()[:1] == b"[":
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise ParseError("invalid JSON array", kind="bad_json") from None
-        if isinstance(data, list):
-            return data
-    data = load_json_object(body)  # raises for HTML, broken JSON and non-objects
-    kind = "upstream_error" if {"error", "errors", "message", "statusCode"} & data.keys() else "bad_schema"
-    raise ParseError("expected a JSON array of sensor boxes, got an object", kind=kind)
 
 
 ADAPTER = Adapter(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterOptions, clip, load_json_object
+from adapters.base import Adapter, AdapterOptions, clip, load_json_object, local_datetime
 from gateway.errors import ParseError
 from gateway.records import Reading, Request, Station
 
@@ -55,7 +55,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
     if not isinstance(content, list):
         raise ParseError("no 'content' list in s31fg.json", kind="bad_schema")
     zone = ZoneInfo(opts.timezone)
-    issued = _local(data.get("last_update"), zone)
+    issued = local_datetime(data.get("last_update"), zone)
     if issued is None:
         raise ParseError(f"last_update {clip(data.get('last_update'), 40)!r} is not 'YYYY-MM-DD HH:MM Uhr'",
                          kind="bad_schema")
@@ -112,18 +112,6 @@ def _legend(legend: object) -> dict[str, str]:
     return {code: text for code, text in pairs if isinstance(code, str) and text in LEVEL_TEXTS}
 
 
-def _local(value: object, zone: ZoneInfo) -> datetime | None:
-    """DWD's "2026-04-11 11:00 Uhr" (German local time) as an aware datetime."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip().removesuffix("Uhr").strip()
-    try:
-        stamp = datetime.fromisoformat(text)
-        stamp = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=zone)
-        stamp.astimezone(UTC)  # rejects year-1/9999 times the core could not compare
-    except (ValueError, OverflowError):
-        return None
-    return stamp
 
 
 def _station(entry: dict[str, Any]) -> Station | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterOptions, clip, finite_number, load_json_object
+from adapters.base import Adapter, AdapterOptions, clip, finite_number, load_json_object, local_datetime
 from gateway.errors import ParseError
 from gateway.geo import distance_m
 from gateway.records import Reading, Request, Station
@@ -49,7 +49,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
     if not isinstance(content, list):
         raise ParseError("no 'content' list in uvi.json", kind="bad_schema")
     zone = ZoneInfo(opts.timezone)
-    updated = _local(data.get("last_update"), zone)
+    updated = local_datetime(data.get("last_update"), zone)
     issued = _date(data.get("forecast_day")) or (updated.date() if updated else None)
     if issued is None:
         raise ParseError("uvi.json has neither a forecast_day nor a last_update", kind="bad_schema")
@@ -88,17 +88,6 @@ def _date(value: object) -> date | None:
         return None
 
 
-def _local(value: object, zone: ZoneInfo) -> datetime | None:
-    """DWD's local time without offset ("2026-06-21T07:45:00") as an aware datetime."""
-    if not isinstance(value, str):
-        return None
-    try:
-        stamp = datetime.fromisoformat(value.strip())
-        stamp = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=zone)
-        stamp.astimezone(UTC)  # rejects year-1/9999 times the core could not compare
-    except (ValueError, OverflowError):
-        return None
-    return stamp
 
 
 def _station(opts: Options) -> Station:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from adapters.base import Adapter, AdapterOptions, clip, load_json
+from adapters.base import Adapter, AdapterOptions, clip, load_json_array
 from gateway.errors import ParseError
 from gateway.records import Reading, Request, Station
 
@@ -45,7 +45,7 @@ def request(opts: Options, base_url: str) -> Request:
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
     latest: dict[str, dict[str, Any]] = {}
-    for index, item in enumerate(_load_array(body)):
+    for index, item in enumerate(load_json_array(body, "dashboard items")):
         if not isinstance(item, dict):
             continue
         if not isinstance(_dig(item, "payload", "data"), dict):
@@ -80,13 +80,6 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
     return [Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
 
 
-def _load_array(body: bytes) -> list[Any]:
-    data = load_json(body)
-    if isinstance(data, dict) and {"error", "detail", "message"}.intersection(data):
-        raise ParseError("an error document instead of the dashboard", kind="upstream_error")
-    if not isinstance(data, list):
-        raise ParseError(f"expected a JSON array, got {type(data).__name__}", kind="bad_schema")
-    return data
 
 
 def _warning(item: dict[str, Any]) -> dict[str, Any]:

@@ -56,11 +56,11 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
                       id=clip(_text(gauge, "uuid"), 40), latitude=lat, longitude=lon, distance_m=dist)
     current = series.get("currentMeasurement")
     current = current if isinstance(current, dict) else {}
-    value = _number(current.get("value"))
+    value = finite_number(current.get("value"))
     value = None if value == NO_VALUE else value
     unit = _text(series, "unit")
     # Absurd inputs can overflow the conversion (1e308 m * 100): only finite numbers go out.
-    level_cm, level_nn = (_number(v) for v in _levels(value, unit, _gauge_zero(series.get("gaugeZero"))))
+    level_cm, level_nn = (finite_number(v) for v in _levels(value, unit, _gauge_zero(series.get("gaugeZero"))))
     trend = current.get("trend")
     raw_state = current.get("stateMnwMhw")
     values = {
@@ -70,7 +70,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         "state": raw_state if raw_state in STATES else None,
     }
     attributes: dict[str, Any] = {
-        "water": clip(_text(gauge.get("water"), "longname", "shortname"), 80), "km": _number(gauge.get("km")),
+        "water": clip(_text(gauge.get("water"), "longname", "shortname"), 80), "km": finite_number(gauge.get("km")),
         "agency": clip(_text(gauge, "agency"), 80), "number": clip(_text(gauge, "number"), 20),
         "timeseries": clip(_text(series, "longname", "shortname"), 80), "upstream_unit": clip(unit, 20),
         "upstream_value": value, "state_mnw_mhw": clip(_text(current, "stateMnwMhw"), 20),
@@ -132,7 +132,7 @@ def _gauge_zero(zero: object) -> float | None:
     if not isinstance(zero, dict) or not isinstance(zero.get("unit"), str):
         return None
     unit = zero["unit"].replace(" ", "").casefold()
-    return _number(zero.get("value")) if unit.startswith("m") and ("nn" in unit or "nhn" in unit) else None
+    return finite_number(zero.get("value")) if unit.startswith("m") and ("nn" in unit or "nhn" in unit) else None
 
 
 def _timestamp(value: object) -> datetime:
@@ -148,17 +148,12 @@ def _timestamp(value: object) -> datetime:
 
 def _position(gauge: dict[str, Any]) -> tuple[float | None, float | None]:
     """(latitude, longitude), or (None, None): some gauges have no coordinates [C]."""
-    lat, lon = _number(gauge.get("latitude")), _number(gauge.get("longitude"))
+    lat, lon = finite_number(gauge.get("latitude")), finite_number(gauge.get("longitude"))
     if lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180:
         return None, None
     return lat, lon
 
 
-def _number(value: object) -> float | None:
-    try:
-        return finite_number(value)
-    except OverflowError:  # a JSON integer beyond float range (finite_number does not catch it)
-        return None
 
 
 def _text(entity: object, *keys: str) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterOptions, clip, finite_number, load_json_object
+from adapters.base import Adapter, AdapterOptions, clip, load_json_array, number
 from gateway.errors import ParseError
 from gateway.records import Reading, Request, Station
 
@@ -51,7 +50,7 @@ def request(opts: Options, base_url: str) -> Request:
 
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
-    items = _load_array(body)
+    items = load_json_array(body, "measurements")
     newest: dict[Any, tuple[datetime, list[Any]]] = {}  # sensor id -> its newest entry (the 5-minute window repeats)
     indoor: set[Any] = set()
     for item in items:
@@ -72,10 +71,10 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         for value in values:
             kind = value.get("value_type") if isinstance(value, dict) else None
             field = by_type.get(kind) if isinstance(kind, str) else None
-            number = _number(value.get("value")) if field is not None else None
-            if field is not None and number is not None:
+            amount = number(value.get("value")) if field is not None else None
+            if field is not None and amount is not None:
                 convert = QUANTITIES[field][1]
-                samples[field].setdefault(sensor_id, (convert(number) if convert else number, sensor_id, stamp))
+                samples[field].setdefault(sensor_id, (convert(amount) if convert else amount, sensor_id, stamp))
 
     readings: list[Reading] = []
     used: dict[Any, datetime] = {}
@@ -136,27 +135,8 @@ def _stamp(value: object) -> datetime | None:
         return None
 
 
-def _number(value: object) -> float | None:
-    """A finite float from the API's numeric strings ("11.40"), or from a plain JSON number."""
-    if isinstance(value, str):
-        try:
-            return finite_number(float(value))
-        except ValueError:
-            return None
-    return finite_number(value)
 
 
-def _load_array(body: bytes) -> list[Any]:
-    if body.lstrip()[:1] == b"[":
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise ParseError("invalid JSON array", kind="bad_json") from None
-        if isinstance(data, list):
-            return data
-    data = load_json_object(body)  # raises for HTML, broken JSON and non-objects
-    kind = "upstream_error" if {"error", "errors", "message", "detail"} & data.keys() else "bad_schema"
-    raise ParseError("expected a JSON array of measurements, got an object", kind=kind)
 
 
 ADAPTER = Adapter(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterOptions, Lookup, clip, finite_number, load_json_object
+from adapters.base import Adapter, AdapterOptions, Lookup, clip, load_json_object, number
 from gateway.errors import ParseError
 from gateway.geo import distance_m
 from gateway.records import Reading, Request, Station
@@ -69,7 +69,7 @@ def lookup_parse(body: bytes, opts: Options) -> dict[str, Any]:
     station_id = _integer(best[ST_ID])
     if station_id is None or station_id < 1:
         raise ParseError(f"station {opts.station_code!r} has no numeric id", kind="bad_schema")
-    lat, lon = _number(best[ST_LAT]), _number(best[ST_LON])
+    lat, lon = number(best[ST_LAT]), number(best[ST_LON])
     return {"station_id": station_id,
             "station_name": clip(best[ST_NAME], 80) if isinstance(best[ST_NAME], str) else None,
             "station_lat": lat if lat is not None and abs(lat) <= 90 else None,
@@ -84,7 +84,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         cid = _integer(item[0]) if isinstance(item, list) and len(item) >= 3 else None
         field = opts.components.get(cid) if cid is not None else None
         if field is not None and cid is not None:
-            values[field] = _number(item[1])
+            values[field] = number(item[1])
             component[field] = {"component_id": cid, "component_index": _index(item[2])}
     index = _index(row[ROW_INDEX]) if row else None
     values["index"], values["index_text"] = index, INDEX_TEXT[index] if index is not None else None
@@ -144,19 +144,11 @@ def _hour(key: object) -> tuple[datetime, datetime] | None:
         return None
 
 
-def _number(value: object) -> float | None:
-    """A finite float from a JSON number or a numeric string (the station list sends strings)."""
-    if isinstance(value, str):
-        try:
-            return finite_number(float(value))
-        except ValueError:
-            return None
-    return finite_number(value)
 
 
 def _integer(value: object) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None and number.is_integer() else None
+    amount = number(value)
+    return int(amount) if amount is not None and amount.is_integer() else None
 
 
 def _index(value: object) -> int | None:
