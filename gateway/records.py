@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -46,7 +47,7 @@ class Reading:
     value: Value
     observed_at: datetime
     station: Station | None = None
-    attributes: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    attributes: Mapping[str, Any] = dataclasses.field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,6 @@ class Request:
     """An HTTP GET that an adapter wants the core to perform."""
 
     url: str
-    params: Mapping[str, str] = field(default_factory=lambda: EMPTY)
-    headers: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    params: Mapping[str, str] = dataclasses.field(default_factory=lambda: EMPTY)
+    headers: Mapping[str, str] = dataclasses.field(default_factory=lambda: EMPTY)
     accept: str = "application/json"
