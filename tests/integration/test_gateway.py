@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from gateway import catalog, contract, discovery, ha
 from gateway.config import load
 from tests.helpers import (
     FILTERS,
+    FIXTURES,
     ROOT,
     GatewayProcess,
     Mosquitto,
@@ -324,3 +326,32 @@ def test_conditional_requests_keep_values(tmp_path: Path, broker: Mosquitto, ups
         assert "Traceback" not in proc.log
     finally:
         proc.terminate()
+
+
+def test_warning_expires_without_a_new_fetch(tmp_path: Path, broker: Mosquitto, upstream):
+    """A DWD warning stops counting at its `expires` time even though nothing is fetched again."""
+    data = json.loads((FIXTURES / "dwd_alerts" / "normal.json").read_text())
+    warning = data["alerts"][0]
+    now = datetime.now(UTC)
+    warning.update(onset=(now - timedelta(hours=1)).isoformat(), expires=(now + timedelta(seconds=4)).isoformat())
+    data["alerts"] = [warning]
+    upstream.serve("/alerts", data)
+
+    def edit(cfg: dict) -> None:
+        cfg["mqtt"]["heartbeat"] = "4s"  # the tick that re-evaluates runs every heartbeat/4
+        cfg["sources"] = {k: v for k, v in cfg["sources"].items() if k in ("dwd_alerts", "sun")}
+
+    cfg = write_config(tmp_path / "t.yaml", upstream.url, edit=edit)
+    sub = Subscriber(broker.port, "soest/dwd_alerts/#", live=True)
+    proc = GatewayProcess(cfg, broker.port)
+    try:
+        sub.wait_for("soest/dwd_alerts/count", "1")
+        sub.wait_for("soest/dwd_alerts/thunderstorm", "ON")
+        fetches = len(upstream.requests)
+        sub.wait_for("soest/dwd_alerts/count", "0", timeout=15)
+        assert sub.wait_for("soest/dwd_alerts/highest_severity", "none").retain
+        assert sub.wait_for("soest/dwd_alerts/thunderstorm", "OFF").retain
+        assert len(upstream.requests) == fetches  # no new fetch was needed
+    finally:
+        proc.terminate()
+        sub.close()
