@@ -400,7 +400,7 @@ class Gateway:
         self._first_runs.add(key)
         total = len(self.catalog.sources)
         published = sum(1 for st in self.store.entities.values() if st.text is not None)
-        log.info("first run: %d/%d sources fetched, %d/%d entities have values", len(self._first_runs), total,
+        log.info("first run: %d/%d sources tried, %d/%d entities have values", len(self._first_runs), total,
                  published, len(self.catalog.entities()))
 
     def _succeeded(self, spec: SourceSpec, state: SourceState, fetched_at: datetime, outcome: str) -> None:
