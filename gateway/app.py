@@ -80,8 +80,6 @@ class Gateway:
         self.configs = {t: discovery.encode(p) for t, p in discovery.configs(catalog).items()} \
             if self.settings.mqtt.discovery else {}
         self._http_host = http_host
-        self._http_port = http_port
-        self.http: HttpServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = ThreadPoolExecutor(max_workers=max(2, len(catalog.sources) + 1),
                                             thread_name_prefix="fetch")
@@ -101,6 +99,9 @@ class Gateway:
             will_topic=catalog.gateway_status_topic, metrics=self.metrics, qos=mqtt.qos,
             keepalive=mqtt.keepalive, reconnect_min=mqtt.reconnect_min, reconnect_max=mqtt.reconnect_max,
             on_connect=self._on_connect_threadsafe, on_message=self._on_message_threadsafe)
+        # Bound here, so a taken port is a start-up error and not a crash inside the event loop.
+        self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes()) \
+            if http_port is not None else None
         self.state_file = StateFile(data_dir) if data_dir is not None else None
         self.registry: set[str] = set()
         self._restore()
@@ -123,18 +124,21 @@ class Gateway:
         if count:
             log.info("restored %d fresh values from %s", count, self.state_file.path)
 
+    def _state_doc(self) -> dict[str, Any]:
+        """Built on the event loop, which owns the store; only writing the file may happen elsewhere."""
+        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(),
+                "discovery": sorted(self.registry)}
+
     def save_state(self) -> None:
         if self.state_file is not None:
-            self.state_file.save({"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(),
-                                  "discovery": sorted(self.registry)})
+            self.state_file.save(self._state_doc())
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._sync_event = asyncio.Event()
-        if self._http_port is not None:
-            self.http = HttpServer(self._http_host, self._http_port, self.metrics.registry, self._routes())
+        if self.http is not None:
             self.http.start()
             log.info("status page and metrics on http://%s:%s/", self._http_host, self.http.port)
         self._publish_static()
@@ -178,11 +182,19 @@ class Gateway:
             assert self._loop is not None
             return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=5)
 
+        busy = 503, JSON, encode_json({"error": "the gateway's event loop did not answer in time"})
+
         def api() -> tuple[int, str, bytes]:
-            return 200, JSON, encode_json(on_loop(lambda: status.snapshot(self)))
+            try:
+                return 200, JSON, encode_json(on_loop(lambda: status.snapshot(self)))
+            except (TimeoutError, RuntimeError):
+                return busy
 
         def ready() -> tuple[int, str, bytes]:
-            ok, reasons = status.readiness(on_loop(lambda: status.snapshot(self)))
+            try:
+                ok, reasons = status.readiness(on_loop(lambda: status.snapshot(self)))
+            except (TimeoutError, RuntimeError):
+                return busy
             return (200 if ok else 503), JSON, encode_json({"ready": ok, "reasons": reasons})
 
         def healthz() -> tuple[int, str, bytes]:
@@ -375,7 +387,12 @@ class Gateway:
             return
         state.url = result.url
         state.body = result.body if spec.adapter.reevaluate else None
-        self._publish_readings(spec, result.readings, fetched_at, result.url)
+        try:
+            self._publish_readings(spec, result.readings, fetched_at, result.url)
+        except Exception as exc:  # an adapter handing over something unpublishable
+            log.exception("%s: could not publish readings", key)
+            self._failed(spec, state, "internal", f"{type(exc).__name__}: {exc}", None)
+            return
         self._succeeded(spec, state, fetched_at, outcome="ok")
 
     def _publish_readings(self, spec: SourceSpec, readings: list[Reading], fetched_at: datetime, url: str) -> None:
@@ -465,15 +482,20 @@ class Gateway:
             if stale:
                 self.link.forget([e.state_topic for e in stale], Kind.STATE)
                 self.link.forget([e.attributes_topic for e in stale], Kind.ATTRIBUTES)
-        if self._dirty:
+                self.store.mark_unsent(stale)
+        if self._dirty and self.state_file is not None:
             self._dirty = False
-            await asyncio.to_thread(self.save_state)
+            await asyncio.to_thread(self.state_file.save, self._state_doc())
         for key, spec in self.catalog.sources.items():
             state = self.sources[key]
-            if state.body is not None and state.last_success is not None:
-                self._reevaluate(spec, state, now)
-            if state.online:
-                self._update_status(spec, state, now)
+            try:
+                if state.body is not None and state.last_success is not None:
+                    self._reevaluate(spec, state, now)
+                # Also before the first fetch: values restored from the data directory may be stale.
+                if state.online is not False and self.store.newest_observed(spec) is not None:
+                    self._update_status(spec, state, now)
+            except Exception:  # one broken adapter must not stop the tick for the others
+                log.exception("%s: re-evaluation failed", key)
 
     def _reevaluate(self, spec: SourceSpec, state: SourceState, now: datetime) -> None:
         """Parse the last body again: some values change with time alone (expiring warnings)."""

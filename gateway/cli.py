@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,6 +27,8 @@ log = logging.getLogger("gateway")
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 DEFAULT_HTTP_PORT = 9142
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", "-c", default=os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG),
                         help="path to topics.yaml [GATEWAY_CONFIG] (default: %(default)s)")
     common.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"], help="[GATEWAY_LOG_LEVEL]")
+                        choices=LOG_LEVELS, help="[GATEWAY_LOG_LEVEL]")
     common.add_argument("--log-format", default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
-                        choices=["text", "json"], help="[GATEWAY_LOG_FORMAT]")
+                        choices=LOG_FORMATS, help="[GATEWAY_LOG_FORMAT]")
     parser = argparse.ArgumentParser(prog="soest-gateway", parents=[common],
                                      description="Open city data to MQTT with Home Assistant discovery.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -116,6 +121,12 @@ def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
     env = os.environ if env is None else env
     args = build_parser().parse_args(argv)
     command = args.command or "run"
+    # argparse checks choices only for values typed on the command line, not env defaults.
+    for name, value, allowed in (("GATEWAY_LOG_LEVEL", args.log_level, LOG_LEVELS),
+                                 ("GATEWAY_LOG_FORMAT", args.log_format, LOG_FORMATS)):
+        if value not in allowed:
+            print(f"error: {name}: {value!r} is not one of {', '.join(allowed)}", file=sys.stderr)
+            return EXIT_USAGE
     setup_logging(args.log_level, args.log_format)
     try:
         loaded = load(args.config)
@@ -232,8 +243,13 @@ def _run(cat: catalog.Catalog, broker: Broker, args: argparse.Namespace, env: Ma
     data_dir = None if data_dir_text.strip().lower() in ("off", "none", "") else Path(data_dir_text)
     try:
         gateway = Gateway(cat, broker, http_host=http_host, http_port=http_port, data_dir=data_dir)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"TLS certificate or key files (GATEWAY_MQTT_TLS_*): {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {http_host}:{http_port}: {exc.strerror or exc}") from None
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) or isinstance(exc, socket.gaierror):
+            raise ConfigError(f"GATEWAY_HTTP_HOST/PORT: cannot listen on {http_host}:{http_port}: "
+                              f"{exc.strerror or exc}") from None
+        raise ConfigError(f"cannot start: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})") from None
 
     async def serve() -> None:
         stop = asyncio.Event()

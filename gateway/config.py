@@ -309,6 +309,8 @@ def load_broker(env: Mapping[str, str], overrides: Mapping[str, Any] | None = No
         except OSError as exc:
             raise ConfigError(f"{origin['password_file']}: cannot read {password_file!r}: "
                               f"{exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{origin['password_file']}: {password_file!r} is not UTF-8 text") from None
     try:
         return Broker.model_validate(raw)
     except ValidationError as exc:

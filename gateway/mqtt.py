@@ -80,6 +80,7 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._connections = 0
         self._failures = 0
+        self._refusals = 0
         self._counters = {k: metrics.publishes.labels(kind=KIND_LABELS[k]) for k in Kind}
         self._client_id = client_id
         self._last_info: paho.MQTTMessageInfo | None = None
@@ -95,7 +96,8 @@ class MqttLink:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
-        # Latest-value semantics: never let paho buffer an unbounded backlog.
+        # 0 = no limit in paho; bounded anyway, because each connection gets a fresh client and
+        # nothing is published while disconnected (latest values wait in the retained store).
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(1000)
         return client
@@ -152,9 +154,10 @@ class MqttLink:
                     self._retained[kind][topic] = (payload, expiry)
                     self._clears.discard(topic)
                 else:
+                    # Kept and re-sent on every connect: a clear that went to a dying connection
+                    # must not be lost, and re-sending an empty retained message is harmless.
                     self._retained[kind].pop(topic, None)
-                    if not connected:
-                        self._clears.add(topic)
+                    self._clears.add(topic)
         if connected:
             self._send(topic, payload, kind, retain, expiry)
 
@@ -179,9 +182,12 @@ class MqttLink:
             for topic, payload in batch:
                 store[topic] = (payload, expiry)
         if self._connected.is_set():
+            # One client for the whole batch: if the connection drops meanwhile, the rest goes to
+            # the dead client, and the retained store re-sends it on the next connect.
+            client = self._client
             send = self._send
             for topic, payload in batch:
-                send(topic, payload, kind, True, expiry, count=False)
+                send(topic, payload, kind, True, expiry, count=False, client=client)
             self._counters[kind].inc(len(batch))
 
     def retained(self, kind: Kind) -> dict[str, bytes]:
@@ -198,8 +204,6 @@ class MqttLink:
         sent = 0
         for topic in clears:
             self._send(topic, b"", Kind.DISCOVERY, True)
-        with self._lock:
-            self._clears.difference_update(clears)
         for kind, items in snapshot:
             for topic, (payload, expiry) in items:
                 self._send(topic, payload, kind, True, expiry)
@@ -236,7 +240,7 @@ class MqttLink:
     # ------------------------------------------------------------------ internals
 
     def _send(self, topic: str, payload: bytes, kind: Kind, retain: bool, expiry: int | None = None,
-              count: bool = True) -> None:
+              count: bool = True, client: paho.Client | None = None) -> None:
         # Topics were checked when the catalogue was built (gateway.topics); paho checks wildcards too.
         props = None
         if expiry:
@@ -244,7 +248,7 @@ class MqttLink:
             if props is None:
                 props = self._expiry_props[expiry] = Properties(PacketTypes.PUBLISH)
                 props.MessageExpiryInterval = expiry
-        info = self._client.publish(topic, payload, qos=self._qos, retain=retain, properties=props)
+        info = (client or self._client).publish(topic, payload, qos=self._qos, retain=retain, properties=props)
         self._last_info = info
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             log.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
@@ -260,15 +264,15 @@ class MqttLink:
         b = self._broker
         first = True
         while not self._stopping.is_set():
-            if not first:
-                # A fresh client per connection: the old one may still hold unacknowledged
-                # publishes that paho would re-send after our newer values. The retained store
-                # re-sends everything that matters anyway.
-                self._client = self._make_client()
-            first = False
             try:
+                if not first:
+                    # A fresh client per connection: the old one may still hold unacknowledged
+                    # publishes that paho would re-send after our newer values. The retained store
+                    # re-sends everything that matters anyway.
+                    self._client = self._make_client()
+                first = False
                 self._client.connect(b.host, b.port, keepalive=self._keepalive, clean_start=True)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError) as exc:  # ssl.SSLError and unreadable TLS files are OSErrors
                 self._failures += 1
                 level = logging.WARNING if self._failures in (1, 10) or self._failures % 100 == 0 \
                     else logging.DEBUG
@@ -290,10 +294,13 @@ class MqttLink:
     def _handle_connect(self, client: paho.Client, userdata: object, flags: object,
                         reason: ReasonCode, properties: object) -> None:
         if reason.is_failure:
-            log.error("MQTT broker %s:%s refused the connection: %s",
-                      self._broker.host, self._broker.port, reason)
+            self._refusals += 1
+            level = logging.ERROR if self._refusals in (1, 10) or self._refusals % 100 == 0 else logging.DEBUG
+            log.log(level, "MQTT broker %s:%s refused the connection: %s (%d times)",
+                    self._broker.host, self._broker.port, reason, self._refusals)
             self._session_over.set()
             return
+        self._refusals = 0
         self._failures = 0
         self._connections += 1
         if self._connections > 1:

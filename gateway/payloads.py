@@ -28,12 +28,13 @@ def encode_value(value: Value) -> str | None:
         text = f"{value:.4f}".rstrip("0").rstrip(".")
         return "0" if text in ("-0", "") else text
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("timestamps must carry a UTC offset")
-        return value.isoformat(timespec="seconds")
+        # A timestamp without an offset would be read as UTC by some consumers and local time by others.
+        return value.isoformat(timespec="seconds") if value.tzinfo is not None else None
     if isinstance(value, date):
         return value.isoformat()
-    return str(value)[:MAX_TEXT]
+    text = str(value)[:MAX_TEXT]
+    # An empty retained payload would delete the topic on the broker: treat it as no value.
+    return text if text.strip() else None
 
 
 def iso(moment: datetime | None) -> str | None:

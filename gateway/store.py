@@ -108,7 +108,10 @@ class Store:
             st.observed_at = reading.observed_at
             value = reading.value
             st.number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-            if text != st.text or now - st.published >= self.heartbeat:
+            fresh = (fetched_at - reading.observed_at).total_seconds() <= source.max_age
+            # An unchanged value is re-sent for the heartbeat only while it is fresh: old data
+            # must never look current (a re-evaluated body keeps its old observed_at).
+            if text != st.text or (fresh and now - st.published >= self.heartbeat):
                 st.text = text
                 st.published = now
                 out.states.append((entity.state_topic, text.encode()))
@@ -182,12 +185,19 @@ class Store:
                 st = self.state(entity)
                 st.text, st.observed_at, st.missing_since = row[0], observed, missing
                 st.number = float(row[1]) if isinstance(row[1], int | float) and not isinstance(row[1], bool) else None
-                st.published = now
                 if wall - observed <= max_age:
+                    st.published = now
                     fresh.append((entity.state_topic, row[0].encode()))
             if fresh:
                 out.append((source, fresh))
         return out
+
+    def mark_unsent(self, entities: Iterable[EntitySpec]) -> None:
+        """Their values left the broker (expired): the next good reading goes out even if unchanged."""
+        for entity in entities:
+            st = self.entities.get(entity.unique_id)
+            if st is not None:
+                st.published = float("-inf")
 
     def newest_observed(self, source: SourceSpec) -> datetime | None:
         stamps = [st.observed_at for e in source.entities

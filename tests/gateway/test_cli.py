@@ -54,3 +54,27 @@ def test_bad_port_variable_is_a_one_line_error():
     assert result.stderr.strip().splitlines() == [
         "error: GATEWAY_MQTT_PORT: 'eighteen' has the wrong type: input should be a valid integer, "
         "unable to parse string as an integer"]
+
+
+def test_env_log_level_is_checked():
+    result = subprocess.run([sys.executable, "-m", "gateway", "check-config"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60, env={"GATEWAY_LOG_LEVEL": "trace", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: GATEWAY_LOG_LEVEL: 'trace' is not one of debug, info, warning, error"
+
+
+def test_http_port_in_use_is_a_one_line_error():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "gateway", "run", "--config", str(ROOT / "topics.yaml")],
+                                capture_output=True, text=True, cwd=ROOT, timeout=60,
+                                env={"GATEWAY_HTTP_PORT": str(port), "GATEWAY_MQTT_PORT": "9",
+                                     "GATEWAY_DATA_DIR": "off", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: GATEWAY_HTTP_HOST/PORT: cannot listen on 127.0.0.1:{port}")

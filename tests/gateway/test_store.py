@@ -102,3 +102,31 @@ def test_oversized_attributes_are_shrunk(source):
     assert attrs["attributes_dropped"] == ["warnings"]
     assert attrs["small"] == 1
     assert attrs["fetched_at"]
+
+
+def test_unchanged_old_data_is_not_resent_as_a_heartbeat(source):
+    """A re-evaluated body keeps its old observed_at: the value must not be re-sent as current."""
+    store = Store(heartbeat=60)
+    store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=0)
+    later = T0 + timedelta(hours=3)  # max_age is 2 h
+    out = store.apply(source, [Reading("temperature", 21.0, T0)], later, "u", now=1000)
+    assert out.states == []
+    fresh = store.apply(source, [Reading("temperature", 21.0, later)], later, "u", now=2000)
+    assert states(fresh) == {"soest/brightsky/temperature": "21"}
+
+
+def test_restored_stale_values_are_sent_again_once_fresh(source):
+    store = Store(heartbeat=900)
+    now_wall = T0 + timedelta(hours=5)
+    saved = {"soest_brightsky_temperature": ["21", 21.0, T0.isoformat(), None]}
+    assert store.restore([source], saved, now=100, wall=now_wall) == []  # too old to put back
+    # The same value, freshly observed, goes out at once: the broker no longer holds it.
+    out = store.apply(source, [Reading("temperature", 21.0, now_wall)], now_wall, "u", now=101)
+    assert states(out) == {"soest/brightsky/temperature": "21"}
+
+
+def test_empty_text_is_no_value(source):
+    from gateway.payloads import encode_value
+
+    assert encode_value("   ") is None
+    assert encode_value(datetime(2026, 1, 1)) is None  # naive timestamps are not published
