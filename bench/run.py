@@ -57,18 +57,36 @@ def pipeline_round(link: MqttLink, store: Store, spec: Any, count: int, round_: 
 
 
 def raw_round(port: int, messages: list[tuple[str, bytes]]) -> float:
-    """paho-mqtt alone: the same pre-encoded messages, QoS 1, retained, waiting for all acks."""
+    """paho-mqtt alone: the same pre-encoded messages, QoS 1, retained, waiting for all acks.
+
+    With the one piece of flow control any paho user needs for big batches: at most 20,000
+    unacknowledged messages, because paho's 16-bit message ids would collide beyond 65,535.
+    """
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{time.monotonic_ns()}", protocol=paho.MQTTv5)
     client.max_inflight_messages_set(INFLIGHT)
     connected = threading.Event()
+    acked = threading.Condition()
+    unacked = [0]
+
+    def on_publish(*args: object) -> None:
+        with acked:
+            unacked[0] -= 1
+            acked.notify_all()
+
     client.on_connect = lambda *a: connected.set()
+    client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
     connected.wait(10)
     started = time.perf_counter()
     info = None
     for topic, payload in messages:
+        if unacked[0] >= 20_000:
+            with acked:
+                acked.wait_for(lambda: unacked[0] < 10_000, 60)
         info = client.publish(topic, payload, qos=1, retain=True)
+        with acked:
+            unacked[0] += 1
     assert info is not None
     info.wait_for_publish(300)
     elapsed = time.perf_counter() - started

@@ -41,6 +41,9 @@ class Kind(IntEnum):
 
 
 KIND_LABELS = {k: k.name.lower() for k in Kind}
+# paho numbers messages 1..65535; with more unacknowledged messages than that, ids collide and
+# paho drops messages. Big batches therefore wait for acknowledgements beyond this window.
+MAX_UNACKED = 20_000
 
 
 class MqttLink:
@@ -81,6 +84,8 @@ class MqttLink:
         self._connections = 0
         self._failures = 0
         self._refusals = 0
+        self._unacked = 0
+        self._acked = threading.Condition()
         self._counters = {k: metrics.publishes.labels(kind=KIND_LABELS[k]) for k in Kind}
         self._client_id = client_id
         self._last_info: paho.MQTTMessageInfo | None = None
@@ -96,6 +101,7 @@ class MqttLink:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_publish = self._handle_publish
         # 0 = no limit in paho; bounded anyway, because each connection gets a fresh client and
         # nothing is published while disconnected (latest values wait in the retained store).
         client.max_queued_messages_set(0)
@@ -248,7 +254,13 @@ class MqttLink:
             if props is None:
                 props = self._expiry_props[expiry] = Properties(PacketTypes.PUBLISH)
                 props.MessageExpiryInterval = expiry
+        if self._unacked >= MAX_UNACKED and threading.current_thread() is not self._network_thread():
+            with self._acked:
+                self._acked.wait_for(lambda: self._unacked < MAX_UNACKED // 2 or not self._connected.is_set(), 60)
         info = (client or self._client).publish(topic, payload, qos=self._qos, retain=retain, properties=props)
+        if self._qos and info.rc == paho.MQTT_ERR_SUCCESS:
+            with self._acked:
+                self._unacked += 1
         self._last_info = info
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             log.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
@@ -322,9 +334,22 @@ class MqttLink:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self._session_over.set()
+        with self._acked:
+            # Whatever was in flight is gone with this client; the retained store re-sends it.
+            self._unacked = 0
+            self._acked.notify_all()
         self._metrics.connected.set(0)
         if was_connected and not self._stopping.is_set():
             log.warning("lost the MQTT connection (%s); keeping the latest values and reconnecting", reason)
+
+    def _network_thread(self) -> threading.Thread | None:
+        return getattr(self._client, "_thread", None)
+
+    def _handle_publish(self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode,
+                        properties: object) -> None:
+        with self._acked:
+            self._unacked = max(0, self._unacked - 1)
+            self._acked.notify_all()
 
     def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         if self._on_message is not None:

@@ -113,3 +113,22 @@ def test_connection_dropped_during_a_burst(tmp_path: Path):
     finally:
         link.stop()
         broker.stop()
+
+
+def test_batch_larger_than_the_mqtt_packet_id_space(tmp_path: Path):
+    """70,000 retained messages in one batch: more than paho's 65,535 message ids. None is dropped."""
+    broker = Mosquitto(tmp_path).start()
+    link = MqttLink(Broker(port=broker.port), client_id="big", will_topic="big/gateway/status", metrics=Metrics())
+    link.start()
+    try:
+        assert link.wait_connected(5)
+        count = 70_000
+        link.publish_many(((f"big/e/{i}", str(i).encode()) for i in range(count)), Kind.STATE)
+        assert link.flush(120)
+        sub = Subscriber(broker.port, "big/e/#")
+        wait_until(lambda: len(sub.snapshot()) >= count, 60)
+        assert {m.topic for m in sub.snapshot()} == {f"big/e/{i}" for i in range(count)}
+        sub.close()
+    finally:
+        link.stop()
+        broker.stop()
