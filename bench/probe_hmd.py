@@ -1,6 +1,7 @@
 """ha-mqtt-discoverable announcing N sensors (discovery config + first state), for comparison.
 
-Runs in its own virtualenv (bench/run.py creates it), with HMD's recommended shared client.
+Runs in its own virtualenv (bench/run.py creates it), in HMD's default mode (a connection per
+sensor) or with one shared client.
 Prints one JSON line.
 """
 
@@ -16,13 +17,14 @@ from ha_mqtt_discoverable.sensors import Sensor, SensorInfo
 from paho.mqtt.enums import CallbackAPIVersion
 
 
-def main(count: int, port: int) -> dict[str, float]:
+def main(count: int, port: int, shared: bool) -> dict[str, float]:
+    """``shared``: one client for all sensors (HMD's option); otherwise HMD's default, as in its
+    README: every sensor opens its own MQTT connection and network thread."""
     t0 = time.perf_counter()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="hmd-bench")
-    client.max_inflight_messages_set(1000)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    mqtt_settings = Settings.MQTT(host="127.0.0.1", port=port, client=client)
+    mqtt_settings = Settings.MQTT(host="127.0.0.1", port=port, client=client if shared else None)
     device = DeviceInfo(name="hmdbench", identifiers="hmdbench")
     last = None
     for i in range(count):
@@ -31,18 +33,19 @@ def main(count: int, port: int) -> dict[str, float]:
         sensor = Sensor(Settings(mqtt=mqtt_settings, entity=info))
         sensor.set_state(10.0 + (i % 1000) * 0.001)
         last = sensor
-    # HMD publishes with QoS 0; wait until the client has written everything out.
+    # HMD publishes with QoS 0; a QoS 1 message after the last one tells when all went out.
     info = last.mqtt_client.publish("hmdbench/flush", b"x", qos=1)
     info.wait_for_publish(120)
     t1 = time.perf_counter()
     client.disconnect()
     client.loop_stop()
-    return {"entities": count, "announce_s": t1 - t0}
+    return {"entities": count, "announce_s": t1 - t0, "shared_client": shared}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--entities", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--shared-client", action="store_true")
     args = parser.parse_args()
-    print(json.dumps(main(args.entities, args.port)))
+    print(json.dumps(main(args.entities, args.port, args.shared_client)))

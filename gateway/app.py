@@ -255,16 +255,17 @@ class Gateway:
     # ------------------------------------------------------------------ broker events (event loop)
 
     async def _on_connect(self) -> None:
-        kinds = tuple(Kind)
-        if not self._first_connect_done:
+        first = not self._first_connect_done
+        if first:
             self._first_connect_done = True
             if self.settings.mqtt.discovery:
                 # Changed configs went out during reconciliation; unchanged ones are on the broker.
                 await self._reconcile_discovery()
-                kinds = tuple(k for k in Kind if k is not Kind.DISCOVERY)
         if self._stopping:
             return
-        count = self.link.republish(kinds)
+        # After a reconnect everything goes again (the broker may have lost its retained store);
+        # on the first connect only what was kept while we were not yet connected.
+        count = self.link.republish(unsent_only=first)
         log.info("published %d retained messages (discovery %d)", count, len(self.configs))
 
     async def _reconcile_discovery(self) -> None:

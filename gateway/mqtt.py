@@ -46,6 +46,17 @@ KIND_LABELS = {k: k.name.lower() for k in Kind}
 MAX_UNACKED = 20_000
 
 
+class _PackedOnce(Properties):
+    """Publish properties that are packed once: paho packs them again for every message, slowly."""
+
+    def pack(self) -> bytes:
+        packed: bytes | None = self.__dict__.get("_packed")
+        if packed is None:
+            packed = super().pack()
+            object.__setattr__(self, "_packed", packed)  # Properties refuses unknown attribute names
+        return packed
+
+
 class MqttLink:
     """Publishes to and subscribes at one broker, surviving its outages."""
 
@@ -72,8 +83,9 @@ class MqttLink:
         self._on_connect = on_connect
         self._on_message = on_message
         self._lock = threading.Lock()
-        # Latest retained payload per topic, per kind, with its message expiry (seconds or None).
-        self._retained: list[dict[str, tuple[bytes, int | None]]] = [{} for _ in Kind]
+        # Latest retained payload per topic, per kind, with its message expiry (seconds or None) and
+        # the connection it was last sent on (0 = not sent yet).
+        self._retained: list[dict[str, tuple[bytes, int | None, int]]] = [{} for _ in Kind]
         self._expiry_props: dict[int, Properties] = {}
         self._clears: set[str] = set()
         self._subscriptions: list[str] = []
@@ -84,7 +96,8 @@ class MqttLink:
         self._connections = 0
         self._failures = 0
         self._refusals = 0
-        self._unacked = 0
+        self._sent = 0
+        self._acks = 0
         self._acked = threading.Condition()
         self._counters = {k: metrics.publishes.labels(kind=KIND_LABELS[k]) for k in Kind}
         self._client_id = client_id
@@ -105,7 +118,9 @@ class MqttLink:
         # 0 = no limit in paho; bounded anyway, because each connection gets a fresh client and
         # nothing is published while disconnected (latest values wait in the retained store).
         client.max_queued_messages_set(0)
-        client.max_inflight_messages_set(1000)
+        # paho walks its in-flight table on every acknowledgement: a small window is much faster
+        # (about 27,000 msg/s at 20 against 15,000 at 1,000 on the bench machine).
+        client.max_inflight_messages_set(20)
         return client
 
 
@@ -157,7 +172,7 @@ class MqttLink:
         if retain:
             with self._lock:
                 if payload:
-                    self._retained[kind][topic] = (payload, expiry)
+                    self._retained[kind][topic] = (payload, expiry, self._connections if connected else 0)
                     self._clears.discard(topic)
                 else:
                     # Kept and re-sent on every connect: a clear that went to a dying connection
@@ -170,7 +185,7 @@ class MqttLink:
     def keep(self, topic: str, payload: bytes, kind: Kind) -> None:
         """Remember a retained message the broker already holds, without sending it."""
         with self._lock:
-            self._retained[kind][topic] = (payload, None)
+            self._retained[kind][topic] = (payload, None, self._connections)
             self._clears.discard(topic)
 
     def forget(self, topics: Iterable[str], kind: Kind) -> None:
@@ -183,11 +198,13 @@ class MqttLink:
     def publish_many(self, messages: Iterable[tuple[str, bytes]], kind: Kind, expiry: int | None = None) -> None:
         """Retained publish of a batch, taking the lock once."""
         batch = list(messages)
+        connected = self._connected.is_set()
+        sent_on = self._connections if connected else 0
         with self._lock:
             store = self._retained[kind]
             for topic, payload in batch:
-                store[topic] = (payload, expiry)
-        if self._connected.is_set():
+                store[topic] = (payload, expiry, sent_on)
+        if connected:
             # One client for the whole batch: if the connection drops meanwhile, the rest goes to
             # the dead client, and the retained store re-sends it on the next connect.
             client = self._client
@@ -198,20 +215,31 @@ class MqttLink:
 
     def retained(self, kind: Kind) -> dict[str, bytes]:
         with self._lock:
-            return {topic: payload for topic, (payload, _) in self._retained[kind].items()}
+            return {topic: entry[0] for topic, entry in self._retained[kind].items()}
 
-    def republish(self, kinds: Iterable[Kind] = tuple(Kind)) -> int:
-        """Send every kept retained message of ``kinds`` again, in kind order. Returns the count."""
+    def republish(self, kinds: Iterable[Kind] = tuple(Kind), *, unsent_only: bool = False) -> int:
+        """Send kept retained messages of ``kinds`` again, in kind order. Returns the count.
+
+        ``unsent_only`` skips what already went out on this connection: on the first connect the
+        broker can only be missing what was kept while we were not connected.
+        """
         if not self._connected.is_set():
             return 0
+        epoch = self._connections
         with self._lock:
             clears = list(self._clears) if Kind.DISCOVERY in kinds else []
-            snapshot = [(k, list(self._retained[k].items())) for k in sorted(kinds)]
+            snapshot = []
+            for kind in sorted(kinds):
+                store = self._retained[kind]
+                items = [(t, e) for t, e in store.items() if not (unsent_only and e[2] == epoch)]
+                for topic, (payload, expiry, _) in items:
+                    store[topic] = (payload, expiry, epoch)
+                snapshot.append((kind, items))
         sent = 0
         for topic in clears:
             self._send(topic, b"", Kind.DISCOVERY, True)
         for kind, items in snapshot:
-            for topic, (payload, expiry) in items:
+            for topic, (payload, expiry, _) in items:
                 self._send(topic, payload, kind, True, expiry)
                 sent += 1
         return sent
@@ -252,15 +280,15 @@ class MqttLink:
         if expiry:
             props = self._expiry_props.get(expiry)
             if props is None:
-                props = self._expiry_props[expiry] = Properties(PacketTypes.PUBLISH)
+                props = self._expiry_props[expiry] = _PackedOnce(PacketTypes.PUBLISH)
                 props.MessageExpiryInterval = expiry
-        if self._unacked >= MAX_UNACKED and threading.current_thread() is not self._network_thread():
+        if self._sent - self._acks >= MAX_UNACKED and threading.current_thread() is not self._network_thread():
             with self._acked:
-                self._acked.wait_for(lambda: self._unacked < MAX_UNACKED // 2 or not self._connected.is_set(), 60)
+                self._acked.wait_for(
+                    lambda: self._sent - self._acks < MAX_UNACKED // 2 or not self._connected.is_set(), 60)
         info = (client or self._client).publish(topic, payload, qos=self._qos, retain=retain, properties=props)
         if self._qos and info.rc == paho.MQTT_ERR_SUCCESS:
-            with self._acked:
-                self._unacked += 1
+            self._sent += 1
         self._last_info = info
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             log.debug("publish to %s failed: %s", topic, paho.error_string(info.rc))
@@ -336,7 +364,7 @@ class MqttLink:
         self._session_over.set()
         with self._acked:
             # Whatever was in flight is gone with this client; the retained store re-sends it.
-            self._unacked = 0
+            self._acks = self._sent
             self._acked.notify_all()
         self._metrics.connected.set(0)
         if was_connected and not self._stopping.is_set():
@@ -347,9 +375,11 @@ class MqttLink:
 
     def _handle_publish(self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode,
                         properties: object) -> None:
-        with self._acked:
-            self._unacked = max(0, self._unacked - 1)
-            self._acked.notify_all()
+        # Counted without a lock per message: only this thread writes _acks, only publishers _sent.
+        self._acks += 1
+        if self._sent - self._acks < MAX_UNACKED // 2:
+            with self._acked:
+                self._acked.notify_all()
 
     def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         if self._on_message is not None:
