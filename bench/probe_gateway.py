@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT))
 from bench.synthetic import synthetic_catalog  # noqa: E402
 from gateway.app import Gateway  # noqa: E402
 from gateway.config import Broker  # noqa: E402
-from gateway.mqtt import Kind  # noqa: E402
 
 
 def rss_bytes() -> int:
@@ -37,16 +36,14 @@ async def main(count: int, port: int) -> dict[str, float]:
     gw = Gateway(cat, Broker(port=port), http_port=None, data_dir=None)
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
-    configs = len(gw.configs)
+    configs = gw.config_count
 
     def announced() -> bool:
         values = sum(1 for st in gw.store.entities.values() if st.text is not None)
-        return (gw.link.connected and values == count and len(gw.link.retained(Kind.DISCOVERY)) == configs
-                and gw._first_connect_done)
+        return gw.announced.is_set() and values == count
 
     while not announced():
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)  # let the connect handler finish its republish
     await asyncio.to_thread(gw.link.flush, 120)
     t1 = time.perf_counter()
     gc.collect()

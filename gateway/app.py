@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import gc
 import logging
 import random
 import secrets
@@ -38,6 +41,7 @@ from gateway.store import Store
 log = logging.getLogger(__name__)
 
 RECONCILE_TIMEOUT = 10.0
+REGISTRY_FILE = "discovery.json"
 REFRESH_MIN_INTERVAL = 10
 JSON = "application/json"
 HEARTBEAT_TICK_MAX = 60.0
@@ -77,15 +81,17 @@ class Gateway:
         self.scheduler: AsyncIOScheduler | None = None
         self._first_runs: set[str] = set()
         self._last_refresh = float("-inf")
-        self.configs = {t: discovery.encode(p) for t, p in discovery.configs(catalog).items()} \
-            if self.settings.mqtt.discovery else {}
+        # Discovery configs are generated when needed, not kept: at 100,000 entities they would
+        # be the biggest thing in memory.
+        self.config_count = sum(1 for _ in discovery.iter_configs(catalog)) if self.settings.mqtt.discovery else 0
+        self.announced = asyncio.Event()
         self._http_host = http_host
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = ThreadPoolExecutor(max_workers=max(2, len(catalog.sources) + 1),
                                             thread_name_prefix="fetch")
         self._sync_token = f"{catalog.base}/{topics.GATEWAY}/sync/{secrets.token_hex(6)}"
         self._sync_event: asyncio.Event | None = None
-        self._seen_configs: dict[str, bytes] | None = None
+        self._seen_configs: dict[str, int] | None = None
         self._config_filter = f"{catalog.prefix}/+/{catalog.node_id}/+/config"
         self._birth_topic = f"{catalog.prefix}/status"
         self._announce: asyncio.TimerHandle | None = None
@@ -103,6 +109,7 @@ class Gateway:
         self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes()) \
             if http_port is not None else None
         self.state_file = StateFile(data_dir) if data_dir is not None else None
+        self.registry_file = StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None
         self.registry: set[str] = set()
         self._restore()
 
@@ -112,7 +119,7 @@ class Gateway:
         if self.state_file is None:
             return
         saved = self.state_file.load()
-        registry = saved.get("discovery")
+        registry = (self.registry_file.load() if self.registry_file is not None else {}).get("topics")
         self.registry = {t for t in registry if isinstance(t, str)} if isinstance(registry, list) else set()
         entities = saved.get("entities")
         if not isinstance(entities, dict):
@@ -126,8 +133,12 @@ class Gateway:
 
     def _state_doc(self) -> dict[str, Any]:
         """Built on the event loop, which owns the store; only writing the file may happen elsewhere."""
-        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(),
-                "discovery": sorted(self.registry)}
+        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(self.catalog.sources.values())}
+
+    def _save_registry(self, topics_: set[str]) -> None:
+        """The discovery configs we own, for orphan cleanup at the next start (phase two)."""
+        if self.registry_file is not None:
+            self.registry_file.save({"saved_at": iso(datetime.now(UTC)), "topics": sorted(topics_)})
 
     def save_state(self) -> None:
         if self.state_file is not None:
@@ -261,12 +272,24 @@ class Gateway:
             if self.settings.mqtt.discovery:
                 # Changed configs went out during reconciliation; unchanged ones are on the broker.
                 await self._reconcile_discovery()
+        elif self.settings.mqtt.discovery:
+            self._send_discovery()
         if self._stopping:
             return
         # After a reconnect everything goes again (the broker may have lost its retained store);
         # on the first connect only what was kept while we were not yet connected.
         count = self.link.republish(unsent_only=first)
-        log.info("published %d retained messages (discovery %d)", count, len(self.configs))
+        log.info("published %d retained messages (discovery %d)", count, self.config_count)
+        if not self.announced.is_set():
+            self.announced.set()
+            release_startup_memory()
+
+    def _send_discovery(self) -> int:
+        count = 0
+        for topic, payload in discovery.messages(self.catalog):
+            self.link.send(topic, payload, Kind.DISCOVERY)
+            count += 1
+        return count
 
     async def _reconcile_discovery(self) -> None:
         """Publish only changed configs and clear retained configs of ours that are no longer configured.
@@ -290,30 +313,29 @@ class Gateway:
         seen, self._seen_configs = self._seen_configs, None
         if self._stopping:
             return
+        ours: set[str] = set()
+        unchanged = 0
+        for topic, payload in discovery.messages(self.catalog):
+            ours.add(topic)
+            if complete and seen.get(topic) == hash(payload):
+                unchanged += 1
+            else:
+                self.link.send(topic, payload, Kind.DISCOVERY)
         if not complete:
             # Phase one only: remember what we published before and no longer own, and clear it
             # on the next start that sees the broker's whole retained store.
-            log.warning("could not read the broker's retained discovery configs; publishing all, "
-                        "clearing nothing")
-            for topic, payload in self.configs.items():
-                self.link.publish(topic, payload, Kind.DISCOVERY)
-            self.registry |= set(self.configs)
-            self.save_state()
+            log.warning("could not read the broker's retained discovery configs; published all, "
+                        "cleared nothing")
+            self._save_registry(self.registry | ours)
+            self.registry = set()
             return
-        orphans = sorted((set(seen) | self.registry) - set(self.configs))
+        orphans = sorted((set(seen) | self.registry) - ours)
         for topic in orphans:
             self.link.publish(topic, b"", Kind.DISCOVERY)
-        unchanged = 0
-        for topic, payload in self.configs.items():
-            if seen.get(topic) == payload:
-                self.link.keep(topic, payload, Kind.DISCOVERY)
-                unchanged += 1
-            else:
-                self.link.publish(topic, payload, Kind.DISCOVERY)
-        self.registry = set(self.configs)
-        self.save_state()
+        self._save_registry(ours)
+        self.registry = set()
         log.info("discovery: %d configs (%d unchanged), %d orphaned configs removed",
-                 len(self.configs), unchanged, len(orphans))
+                 len(ours), unchanged, len(orphans))
 
     def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
         if topic == self._sync_token:
@@ -327,7 +349,7 @@ class Gateway:
             if not retain and payload.strip().upper() in (b"PRESS", b"REFRESH", b""):
                 self.refresh_all()
         elif self._seen_configs is not None and retain and topic.endswith("/config") and payload:
-            self._seen_configs[topic] = payload
+            self._seen_configs[topic] = hash(payload)
 
     def refresh_all(self) -> None:
         """Run every source now (HA's "refresh all sources" button); at most every 10 s."""
@@ -352,7 +374,7 @@ class Gateway:
 
     def _reannounce(self) -> None:
         self._announce = None
-        sent = self.link.republish((Kind.DISCOVERY,))
+        sent = self._send_discovery() if self.settings.mqtt.discovery else 0
         sent += self.link.republish((Kind.AVAILABILITY, Kind.STATE, Kind.ATTRIBUTES, Kind.DIAGNOSTIC))
         log.info("re-announced %d messages to Home Assistant", sent)
 
@@ -508,3 +530,14 @@ class Gateway:
         # The body is as old as its fetch: a re-evaluation must not make it look newer.
         readings = [r if r.observed_at <= fetched else replace(r, observed_at=fetched) for r in readings]
         self._publish_readings(spec, readings, fetched, state.url)
+
+
+def release_startup_memory() -> None:
+    """Give the memory of start-up transients (config parsing, the first discovery burst) back.
+
+    glibc keeps freed heap memory for reuse; a long-running gateway would otherwise carry its
+    start-up peak as resident memory forever.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -23,14 +23,22 @@ class EntitySpec:
     field: str
     name: str
     measurement: Measurement
-    unique_id: str
+    id_prefix: str  # "<city>_<source>_", one string shared by all entities of a source
     state_topic: str
-    attributes_topic: str
     enabled_by_default: bool
 
     @property
     def component(self) -> str:
         return self.measurement.component
+
+    # Derived rather than stored: big deployments have 100,000 entities.
+    @property
+    def unique_id(self) -> str:
+        return self.id_prefix + self.key
+
+    @property
+    def attributes_topic(self) -> str:
+        return topics.attributes_topic_of(self.state_topic)
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ def build(loaded: Loaded, adapters: Mapping[str, Adapter] = ADAPTERS) -> Catalog
         fields = adapter.fields_for(options)
         entities: list[EntitySpec] = []
         by_field: dict[str, list[EntitySpec]] = {}
+        id_prefix = f"{city.slug}_{key}_"
         for entity_key, entity in source.entities.items():
             field = (entity.field if entity else None) or entity_key
             if field not in fields:
@@ -110,9 +119,8 @@ def build(loaded: Loaded, adapters: Mapping[str, Adapter] = ADAPTERS) -> Catalog
                 else measurement.enabled_by_default
             spec = EntitySpec(
                 source=key, key=entity_key, field=field, name=name, measurement=measurement,
-                unique_id=f"{city.slug}_{key}_{entity_key}",
+                id_prefix=id_prefix,
                 state_topic=topics.state_topic(base, key, entity_key),
-                attributes_topic=topics.attributes_topic(base, key, entity_key),
                 enabled_by_default=enabled)
             entities.append(spec)
             by_field.setdefault(field, []).append(spec)

@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from gateway import ha
 from gateway.errors import ConfigError
@@ -154,8 +155,9 @@ class Measurement(_Model):
         return self
 
 
-class Entity(_Model):
-    """One published entity of a source."""
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class Entity:
+    """One published entity of a source (a slotted dataclass: there may be 100,000 of them)."""
 
     measurement: Key | None = None
     field: str | None = None
@@ -356,7 +358,6 @@ def load(path: str | Path) -> Loaded:
 
 def loads(text: str, path: Path) -> Loaded:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -366,7 +367,9 @@ def loads(text: str, path: Path) -> Loaded:
         raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
 
     def locate(loc: tuple[str | int, ...]) -> str:
-        line = _line_of(node, loc)
+        # The node graph (for line numbers) is only built when there is an error to point at:
+        # for a big config it costs far more memory than the data itself.
+        line = _line_of(yaml.compose(text, Loader=yaml.SafeLoader), loc)
         dotted = ".".join(str(p) for p in loc)
         return f"{path}:{line}: {dotted}" if line else f"{path}: {dotted}"
 
@@ -393,7 +396,7 @@ def _describe(err: Mapping[str, Any]) -> str:
     kind = err["type"]
     msg = str(err["msg"]).removeprefix("Value error, ")
     given = err.get("input")
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"unknown field {str(err['loc'][-1])!r} (check spelling; see docs/topics.md)"
     if kind == "missing":
         return "required field is missing"

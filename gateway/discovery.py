@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from gateway import PROJECT_URL, __version__, topics
@@ -29,17 +30,27 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
     """Every discovery topic the catalogue produces, with its config payload."""
-    out: dict[str, dict[str, Any]] = {}
+    return dict(iter_configs(catalog))
+
+
+def messages(catalog: Catalog) -> Iterator[tuple[str, bytes]]:
+    """(topic, encoded payload) one at a time: a big deployment never holds them all in memory."""
+    for topic, payload in iter_configs(catalog):
+        yield topic, encode(payload)
+
+
+def iter_configs(catalog: Catalog) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every discovery topic the catalogue produces, with its config payload, lazily."""
     gateway_device = _gateway_device(catalog)
     origin = {"name": ORIGIN_NAME, "sw_version": __version__, "support_url": PROJECT_URL}
     gateway_availability = {"topic": catalog.gateway_status_topic}
 
-    def add(component: str, object_id: str, payload: dict[str, Any]) -> None:
+    def item(component: str, object_id: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         payload.update(unique_id=object_id, object_id=object_id,
                        default_entity_id=f"{component}.{object_id}", origin=origin)
-        out[topics.discovery_topic(catalog.prefix, component, catalog.node_id, object_id)] = payload
+        return topics.discovery_topic(catalog.prefix, component, catalog.node_id, object_id), payload
 
-    add("binary_sensor", f"{catalog.gateway_device_id}_connection", {
+    yield item("binary_sensor", f"{catalog.gateway_device_id}_connection", {
         "name": "Broker connection",
         "state_topic": catalog.gateway_status_topic,
         "payload_on": topics.ONLINE,
@@ -48,7 +59,7 @@ def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
         "entity_category": "diagnostic",
         "device": gateway_device,
     })
-    add("sensor", f"{catalog.gateway_device_id}_uptime", {
+    yield item("sensor", f"{catalog.gateway_device_id}_uptime", {
         "name": "Uptime",
         "state_topic": catalog.started_topic,
         "device_class": "timestamp",
@@ -56,7 +67,7 @@ def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
         "availability": [gateway_availability],
         "device": gateway_device,
     })
-    add("sensor", f"{catalog.gateway_device_id}_version", {
+    yield item("sensor", f"{catalog.gateway_device_id}_version", {
         "name": "Version",
         "state_topic": catalog.version_topic,
         "entity_category": "diagnostic",
@@ -65,7 +76,7 @@ def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
         "device": gateway_device,
     })
     if catalog.settings.mqtt.refresh_button:
-        add("button", f"{catalog.gateway_device_id}_refresh", {
+        yield item("button", f"{catalog.gateway_device_id}_refresh", {
             "name": "Refresh all sources",
             "command_topic": catalog.refresh_topic,
             "payload_press": "PRESS",
@@ -77,8 +88,8 @@ def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
     for source in catalog.sources.values():
         device = _source_device(catalog, source)
         for entity in source.entities:
-            add(entity.component, entity.unique_id, _entity_config(catalog, source, entity, device))
-        add("sensor", f"{source.device_id}_{topics.LAST_FETCH}", {
+            yield item(entity.component, entity.unique_id, _entity_config(catalog, source, entity, device))
+        yield item("sensor", f"{source.device_id}_{topics.LAST_FETCH}", {
             "name": "Last fetch",
             "state_topic": source.last_fetch_topic,
             "device_class": "timestamp",
@@ -86,7 +97,7 @@ def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
             "availability": [gateway_availability],
             "device": device,
         })
-        add("sensor", f"{source.device_id}_{topics.FETCH_ERRORS}", {
+        yield item("sensor", f"{source.device_id}_{topics.FETCH_ERRORS}", {
             "name": "Fetch errors",
             "state_topic": source.fetch_errors_topic,
             "state_class": "total_increasing",
@@ -95,7 +106,6 @@ def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
             "availability": [gateway_availability],
             "device": device,
         })
-    return out
 
 
 def _entity_config(catalog: Catalog, source: SourceSpec, entity: EntitySpec,

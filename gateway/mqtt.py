@@ -182,11 +182,10 @@ class MqttLink:
         if connected:
             self._send(topic, payload, kind, retain, expiry)
 
-    def keep(self, topic: str, payload: bytes, kind: Kind) -> None:
-        """Remember a retained message the broker already holds, without sending it."""
-        with self._lock:
-            self._retained[kind][topic] = (payload, None, self._connections)
-            self._clears.discard(topic)
+    def send(self, topic: str, payload: bytes, kind: Kind) -> None:
+        """A retained message the caller can produce again itself: sent if connected, not kept."""
+        if self._connected.is_set():
+            self._send(topic, payload, kind, True)
 
     def forget(self, topics: Iterable[str], kind: Kind) -> None:
         """Stop re-sending these retained messages on reconnect (their data went stale)."""

@@ -23,9 +23,9 @@ STATE_FILE = "state.json"
 class StateFile:
     """One JSON document in the data directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, name: str = STATE_FILE) -> None:
         self.directory = directory
-        self.path = directory / STATE_FILE
+        self.path = directory / name
 
     def load(self) -> dict[str, Any]:
         try:
@@ -40,7 +40,7 @@ class StateFile:
             if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
                 raise ValueError("not a state file of this version")
         except (ValueError, RecursionError) as exc:
-            aside = self.path.with_name(f"{STATE_FILE}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
             try:
                 os.replace(self.path, aside)
             except OSError:
@@ -56,7 +56,7 @@ class StateFile:
                              separators=(",", ":")).encode()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.directory)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}-", dir=self.directory)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(payload)

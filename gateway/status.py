@@ -36,7 +36,7 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
             "max_age_s": spec.max_age,
         }
         for entity in spec.entities:
-            st = gw.store.entities.get(entity.unique_id)
+            st = gw.store.entities.get(entity.state_topic)
             age = (now - st.observed_at).total_seconds() if st is not None and st.observed_at else None
             entities.append({
                 "source": key,

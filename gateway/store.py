@@ -62,16 +62,16 @@ class Outgoing:
 
 
 class Store:
-    """Decides what to publish; it never talks to the broker itself."""
+    """Decides what to publish; it never talks to the broker itself. Keyed by state topic."""
 
     def __init__(self, heartbeat: float) -> None:
         self.heartbeat = heartbeat
         self.entities: dict[str, EntityState] = {}
 
     def state(self, entity: EntitySpec) -> EntityState:
-        st = self.entities.get(entity.unique_id)
+        st = self.entities.get(entity.state_topic)
         if st is None:
-            st = self.entities[entity.unique_id] = EntityState()
+            st = self.entities[entity.state_topic] = EntityState()
         return st
 
     def apply(self, source: SourceSpec, readings: Sequence[Reading], fetched_at: datetime,
@@ -143,7 +143,7 @@ class Store:
         for source in sources:
             max_age = timedelta(seconds=source.max_age)
             for entity in source.entities:
-                st = self.entities.get(entity.unique_id)
+                st = self.entities.get(entity.state_topic)
                 if st is None or st.text is None or st.observed_at is None:
                     continue
                 if now - st.published >= self.heartbeat and wall - st.observed_at <= max_age:
@@ -155,14 +155,19 @@ class Store:
         """Entities whose shown value is older than the source's max_age."""
         max_age = timedelta(seconds=source.max_age)
         return [e for e in source.entities
-                if (st := self.entities.get(e.unique_id)) is not None and st.observed_at is not None
+                if (st := self.entities.get(e.state_topic)) is not None and st.observed_at is not None
                 and wall - st.observed_at > max_age]
 
-    def dump(self) -> dict[str, list[Any]]:
-        """The shown values, for the data directory."""
-        return {uid: [st.text, st.number, st.observed_at.isoformat() if st.observed_at else None,
-                      st.missing_since.isoformat() if st.missing_since else None]
-                for uid, st in self.entities.items() if st.text is not None}
+    def dump(self, sources: Iterable[SourceSpec]) -> dict[str, list[Any]]:
+        """The shown values by unique_id (stable across topic roots), for the data directory."""
+        out: dict[str, list[Any]] = {}
+        for source in sources:
+            for entity in source.entities:
+                st = self.entities.get(entity.state_topic)
+                if st is not None and st.text is not None:
+                    out[entity.unique_id] = [st.text, st.number, st.observed_at.isoformat() if st.observed_at else None,
+                                             st.missing_since.isoformat() if st.missing_since else None]
+        return out
 
     def restore(self, sources: Iterable[SourceSpec], saved: dict[str, Any], now: float,
                 wall: datetime) -> list[tuple[SourceSpec, list[tuple[str, bytes]]]]:
@@ -195,11 +200,11 @@ class Store:
     def mark_unsent(self, entities: Iterable[EntitySpec]) -> None:
         """Their values left the broker (expired): the next good reading goes out even if unchanged."""
         for entity in entities:
-            st = self.entities.get(entity.unique_id)
+            st = self.entities.get(entity.state_topic)
             if st is not None:
                 st.published = float("-inf")
 
     def newest_observed(self, source: SourceSpec) -> datetime | None:
         stamps = [st.observed_at for e in source.entities
-                  if (st := self.entities.get(e.unique_id)) is not None and st.observed_at is not None]
+                  if (st := self.entities.get(e.state_topic)) is not None and st.observed_at is not None]
         return max(stamps) if stamps else None

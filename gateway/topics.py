@@ -52,5 +52,9 @@ def attributes_topic(base: str, source: str, entity: str) -> str:
     return check_topic(f"{base}/{source}/{entity}/{ATTRIBUTES}")
 
 
+def attributes_topic_of(state: str) -> str:
+    return f"{state}/{ATTRIBUTES}"
+
+
 def discovery_topic(prefix: str, component: str, node_id: str, object_id: str) -> str:
     return check_topic(f"{prefix}/{component}/{node_id}/{object_id}/config")

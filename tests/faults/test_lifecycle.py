@@ -47,7 +47,8 @@ def test_values_survive_a_restart_with_upstream_down(tmp_path: Path, config: Pat
     assert proc.terminate() == 0
     state = json.loads((config.parent / "data" / "state.json").read_text())
     assert state["entities"]["soest_brightsky_temperature"][0] == "24.3"
-    assert "homeassistant/sensor/soest/soest_brightsky_temperature/config" in state["discovery"]
+    registry = json.loads((config.parent / "data" / "discovery.json").read_text())
+    assert "homeassistant/sensor/soest/soest_brightsky_temperature/config" in registry["topics"]
     broker.stop()
     upstream.serve("/current_weather", "boom", status=500)
     broker = Mosquitto(tmp_path, port=broker.port).start()
