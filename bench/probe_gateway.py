@@ -32,6 +32,8 @@ def rss_bytes() -> int:
 
 async def main(count: int, port: int) -> dict[str, float]:
     cat = synthetic_catalog(count)
+    gc.collect()
+    rss_catalog = rss_bytes()
     t0 = time.perf_counter()
     gw = Gateway(cat, Broker(port=port), http_port=None, data_dir=None)
     stop = asyncio.Event()
@@ -51,7 +53,8 @@ async def main(count: int, port: int) -> dict[str, float]:
     rss = rss_bytes()
     stop.set()
     await task
-    return {"entities": count, "announce_s": t1 - t0, "rss_bytes": rss, "discovery_configs": configs,
+    return {"entities": count, "announce_s": t1 - t0, "rss_bytes": rss, "rss_after_config_bytes": rss_catalog,
+            "discovery_configs": configs,
             "process_to_announced_s": t1 - STARTED}
 
 

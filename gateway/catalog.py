@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from adapters import ADAPTERS
 from adapters.base import Adapter, AdapterOptions
 from gateway import topics
-from gateway.config import Loaded, Measurement, Settings, Source, _describe
+from gateway.config import WILDCARD, Entity, Loaded, Measurement, Settings, Source, _describe
+from gateway.topics import KEY_RE, RESERVED_ENTITY_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,7 @@ def build(loaded: Loaded, adapters: Mapping[str, Adapter] = ADAPTERS) -> Catalog
         entities: list[EntitySpec] = []
         by_field: dict[str, list[EntitySpec]] = {}
         id_prefix = f"{city.slug}_{key}_"
-        for entity_key, entity in source.entities.items():
+        for entity_key, entity in _expand(loaded, key, source.entities, fields):
             field = (entity.field if entity else None) or entity_key
             if field not in fields:
                 raise loaded.error(("sources", key, "entities", entity_key),
@@ -146,6 +147,22 @@ def build(loaded: Loaded, adapters: Mapping[str, Adapter] = ADAPTERS) -> Catalog
         version_topic=topics.gateway_topic(base, "version"),
         started_topic=topics.gateway_topic(base, "started_at"),
         refresh_topic=topics.gateway_topic(base, "refresh"))
+
+
+def _expand(loaded: Loaded, key: str, entities: Mapping[str, Entity | None],
+            fields: frozenset[str]) -> list[tuple[str, Entity | None]]:
+    """Named entities, plus one per remaining adapter field when the source lists "*"."""
+    named = [(k, e) for k, e in entities.items() if k != WILDCARD]
+    template = entities.get(WILDCARD)
+    if template is None:
+        return named
+    taken = {(e.field if e else None) or k for k, e in named}
+    extra = sorted(f for f in fields if f not in taken)
+    bad = [f for f in extra if not KEY_RE.match(f) or f in RESERVED_ENTITY_KEYS]
+    if bad:
+        raise loaded.error(("sources", key, "entities", WILDCARD),
+                           f"field {bad[0]!r} cannot be a topic level; list the fields by name instead")
+    return named + [(f, template) for f in extra]
 
 
 def _options(loaded: Loaded, key: str, source: Source, adapter: Adapter) -> AdapterOptions:

@@ -74,6 +74,8 @@ def _check_root(value: str) -> str:
 
 
 Key = Annotated[str, BeforeValidator(_check_key)]
+WILDCARD = "*"
+EntityKey = Annotated[str, BeforeValidator(lambda v: v if v == WILDCARD else _check_key(v))]
 TopicRoot = Annotated[str, BeforeValidator(_check_root)]
 
 
@@ -181,7 +183,9 @@ class Source(_Model):
     options: dict[str, Any] = Field(default_factory=dict)
     license: str | None = Field(default=None, max_length=300, description="overrides the adapter's licence text")
     attribution: str | None = Field(default=None, max_length=300)
-    entities: dict[Key, Entity | None]
+    # "*" stands for every field of the adapter not listed by name (for sources with many
+    # stations or sensors); topic levels and unique ids then come from the adapter's field names.
+    entities: dict[EntityKey, Entity | None]
 
     @model_validator(mode="after")
     def _schedule(self) -> Source:
@@ -192,6 +196,9 @@ class Source(_Model):
                 cron_trigger(self.cron, "UTC")
             except ValueError as exc:
                 raise ValueError(f"cron {self.cron!r} is not a 5-field crontab expression: {exc}") from exc
+        wildcard = self.entities.get(WILDCARD)
+        if WILDCARD in self.entities and (wildcard is None or wildcard.measurement is None or wildcard.field):
+            raise ValueError("entities: '*' needs a measurement (and no field), e.g. '*': {measurement: pm25}")
         reserved = RESERVED_ENTITY_KEYS.intersection(self.entities)
         if reserved:
             raise ValueError(f"entity key {sorted(reserved)[0]!r} is reserved; choose another key")
@@ -234,7 +241,7 @@ class Settings(_Model):
             if name in RESERVED_SOURCE_KEYS:
                 raise ValueError(f"source key {name!r} is reserved; choose another key")
             for key, entity in source.entities.items():
-                measurement = (entity.measurement if entity else None) or key
+                measurement = (entity.measurement if entity else None) or key  # "*" always names one
                 if measurement not in self.measurements:
                     raise ValueError(
                         f"sources.{name}.entities.{key}: unknown measurement {measurement!r} "

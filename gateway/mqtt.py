@@ -43,7 +43,7 @@ class Kind(IntEnum):
 KIND_LABELS = {k: k.name.lower() for k in Kind}
 # paho numbers messages 1..65535; with more unacknowledged messages than that, ids collide and
 # paho drops messages. Big batches therefore wait for acknowledgements beyond this window.
-MAX_UNACKED = 20_000
+MAX_UNACKED = 5_000
 
 
 class _PackedOnce(Properties):

@@ -168,3 +168,22 @@ def test_bad_broker_env(env: dict[str, str], fragment: str):
     with pytest.raises(ConfigError) as info:
         load_broker(env)
     assert fragment in str(info.value)
+
+
+def test_wildcard_entities_take_every_remaining_field(tmp_path: Path):
+    def mutate(d):
+        d["sources"]["brightsky"]["entities"] = {"temperature": {"name": "Air temperature"},
+                                                 "*": {"measurement": "cloud_cover"}}
+    cat = catalog.build(load(edited(tmp_path, mutate)))
+    entities = {e.key: e for e in cat.sources["brightsky"].entities}
+    assert entities["temperature"].name == "Air temperature"
+    assert entities["temperature"].measurement.device_class == "temperature"
+    assert entities["wind_gust_speed"].measurement.unit == "%"  # every other field, with the template
+    assert entities["wind_gust_speed"].unique_id == "soest_brightsky_wind_gust_speed"
+    assert len(entities) == len(cat.sources["brightsky"].adapter.fields)
+
+
+def test_wildcard_needs_a_measurement(tmp_path: Path):
+    path = edited(tmp_path, lambda d: d["sources"]["brightsky"]["entities"].update({"*": None}))
+    with pytest.raises(ConfigError, match=r"'\*' needs a measurement"):
+        catalog.build(load(path))
