@@ -7,10 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.config import check_timezone
 from gateway.errors import ParseError
 from gateway.records import Reading, Request
 
@@ -25,14 +26,7 @@ class AdapterOptions(BaseModel):
     timezone: str = "Europe/Berlin"
     elevation: float = 0.0
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
-        return value
+    _zone = field_validator("timezone")(classmethod(lambda cls, value: check_timezone(value)))
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,15 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 DurationOrZero = Annotated[float, BeforeValidator(lambda v: parse_duration(v, allow_zero=True))]
 
 
+def check_timezone(value: str) -> str:
+    """An IANA time zone name, or ValueError saying what would be valid."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
+    return value
+
+
 def _check_key(value: str) -> str:
     if not isinstance(value, str) or not KEY_RE.match(value):
         raise ValueError(f"{value!r} is not a valid key (lower-case letters, digits, '_' or '-')")
@@ -94,14 +103,7 @@ class City(_Model):
     timezone: str = "Europe/Berlin"
     elevation: float = 0.0
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
-        return value
+    _zone = field_validator("timezone")(classmethod(lambda cls, value: check_timezone(value)))
 
 
 class Mqtt(_Model):

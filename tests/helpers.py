@@ -329,6 +329,17 @@ def write_config(path: Path, upstream: str, *, base: str = "soest", slug: str = 
     return path
 
 
+def brightsky_config(path: Path, upstream: FixtureServer, fast_reconnect: bool = True, **brightsky: Any) -> Path:
+    """Only Bright Sky (served fresh by ``upstream``) and the sun, with ``brightsky`` overrides."""
+    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
+
+    def edit(data: dict[str, Any]) -> None:
+        data["sources"] = {k: v for k, v in data["sources"].items() if k in ("brightsky", "sun")}
+        data["sources"]["brightsky"].update(brightsky)
+
+    return write_config(path, upstream.url, edit=edit, fast_reconnect=fast_reconnect)
+
+
 class GatewayProcess:
     """``python -m gateway run`` as a subprocess, as a user would start it."""
 

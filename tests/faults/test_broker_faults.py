@@ -14,12 +14,12 @@ from tests.helpers import (
     GatewayProcess,
     Mosquitto,
     Subscriber,
+    brightsky_config,
     expected_tree,
     free_port,
     fresh_fixture,
     retained_tree,
     wait_until,
-    write_config,
 )
 
 pytestmark = pytest.mark.broker
@@ -27,13 +27,8 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture
 def config(tmp_path: Path, upstream) -> Path:
-    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
     # The shipped reconnect defaults, not the tests' quick ones: "within 5 s" must hold as shipped.
-    def edit(data: dict) -> None:
-        data["sources"] = {k: v for k, v in data["sources"].items() if k in ("brightsky", "sun")}
-        data["sources"]["brightsky"].update(every="1s", jitter="0s")
-
-    return write_config(tmp_path / "topics.yaml", upstream.url, fast_reconnect=False, edit=edit)
+    return brightsky_config(tmp_path / "topics.yaml", upstream, fast_reconnect=False, every="1s", jitter="0s")
 
 
 @pytest.mark.parametrize("persistence", [False, True], ids=["no-persistence", "persistence"])

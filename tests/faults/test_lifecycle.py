@@ -9,19 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GatewayProcess, Mosquitto, Subscriber, fresh_fixture, retained_tree, write_config
+from tests.helpers import (
+    GatewayProcess,
+    Mosquitto,
+    Subscriber,
+    brightsky_config,
+    retained_tree,
+)
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
 def config(tmp_path: Path, upstream) -> Path:
-    upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
-
-    def edit(data: dict) -> None:
-        data["sources"] = {k: v for k, v in data["sources"].items() if k in ("brightsky", "sun")}
-
-    return write_config(tmp_path / "topics.yaml", upstream.url, edit=edit)
+    return brightsky_config(tmp_path / "topics.yaml", upstream)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
