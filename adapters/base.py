@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -115,7 +114,7 @@ def number(value: object) -> float | None:
     return finite_number(value)
 
 
-def local_datetime(value: object, zone: ZoneInfo) -> datetime | None:
+def local_datetime(value: object, zone: tzinfo) -> datetime | None:
     """ISO 8601 text (DWD also writes "2026-04-11 11:00 Uhr"); without an offset it is ``zone``'s time."""
     if not isinstance(value, str):
         return None

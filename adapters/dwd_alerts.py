@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from adapters.base import MAX_TEXT, Adapter, AdapterOptions, clip, load_json_object
+from adapters.base import MAX_TEXT, Adapter, AdapterOptions, clip, load_json_object, local_datetime
 from gateway.errors import ParseError
 from gateway.records import Reading, Request, Station
 
@@ -108,8 +108,8 @@ def _warning(item: dict[str, Any]) -> dict[str, Any]:
         "event": _text(item.get("event_de"), 80) or _text(event_en, 80),
         "event_code": code,
         "severity": severity if severity in SEVERITIES[1:] else None,
-        "onset": _time(item.get("onset")) or _time(item.get("effective")),
-        "expires": _time(item.get("expires")),
+        "onset": local_datetime(item.get("onset"), UTC) or local_datetime(item.get("effective"), UTC),
+        "expires": local_datetime(item.get("expires"), UTC),
         "headline": _text(item.get("headline_de"), 255) or _text(item.get("headline_en"), 255),
         "description": _text(item.get("description_de"), MAX_TEXT),
         "instruction": _text(item.get("instruction_de"), MAX_TEXT),
@@ -129,14 +129,6 @@ def _text(value: object, limit: int) -> str | None:
     return clip(value, limit) or None
 
 
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)  # Bright Sky's default is UTC
 
 
 def _station(location: object) -> Station | None:

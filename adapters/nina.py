@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from adapters.base import Adapter, AdapterOptions, clip, load_json_array
+from adapters.base import Adapter, AdapterOptions, clip, load_json_array, local_datetime
 from gateway.errors import ParseError
 from gateway.records import Reading, Request, Station
 
@@ -93,9 +93,9 @@ def _warning(item: dict[str, Any]) -> dict[str, Any]:
         "id": clip(raw["id"], 120) if isinstance(raw["id"], str) else None,
         "headline": clip(headline, 255) if isinstance(headline, str) else None,
         "severity": severity if severity in SEVERITIES[2:] else "unknown",
-        "sent": _time(raw["sent"]),
-        "onset": _time(item.get("onset")),
-        "expires": _time(item.get("expires")),
+        "sent": local_datetime(raw["sent"], UTC),
+        "onset": local_datetime(item.get("onset"), UTC),
+        "expires": local_datetime(item.get("expires"), UTC),
         "version": version if isinstance(version, int) and not isinstance(version, bool) else 0,
         "valid": _dig(item, "payload", "data", "valid"),  # [I] seen as true in real items; false = withdrawn
     }
@@ -124,14 +124,6 @@ def _dig(value: object, *path: str) -> object:
     return value
 
 
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo is not None else None  # NINA always sends an offset
 
 
 ADAPTER = Adapter(
