@@ -399,7 +399,9 @@ def test_dockerfile_stages_user_and_metadata():
     labels = " ".join(i.args for i in instructions("LABEL", FINAL))
     for key in ("title", "description", "source", "licenses", "version"):
         assert f"org.opencontainers.image.{key}=" in labels
-    assert f'org.opencontainers.image.licenses="{metadata.metadata("soest-mqtt-gateway")["License"]}"' in labels
+    meta = metadata.metadata("soest-mqtt-gateway")
+    licence = meta.get("License-Expression") or meta.get("License")  # PEP 639 metadata, or the older field
+    assert f'org.opencontainers.image.licenses="{licence}"' in labels
 
 
 def test_dockerfile_interface_matches_the_code():
