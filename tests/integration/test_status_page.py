@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +18,8 @@ from tests.helpers import (
     FixtureServer,
     GatewayProcess,
     Mosquitto,
+    Subscriber,
+    brightsky_config,
     free_port,
     fresh_fixture,
     publish,
@@ -104,9 +107,21 @@ def test_refresh_button_fetches_now(running, broker: Mosquitto, upstream: Fixtur
     publish(broker.port, "soest/gateway/refresh", "PRESS")
     wait_until(lambda: len(upstream.requests) > before, 10)
     assert "refreshing all sources now" in proc.log
-    # A retained press (left on the broker by someone) must not refresh.
-    publish(broker.port, "soest/gateway/refresh", "PRESS", retain=True)
-    publish(broker.port, "soest/gateway/refresh", "", retain=True)
+
+
+def test_a_retained_press_does_not_refresh_at_start(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer):
+    publish(broker.port, "soest/gateway/refresh", "PRESS", retain=True)  # left on the broker by someone
+    cfg = brightsky_config(tmp_path / "t.yaml", upstream)
+    proc = GatewayProcess(cfg, broker.port)
+    sub = Subscriber(broker.port, "soest/brightsky/status")
+    try:
+        sub.wait_for("soest/brightsky/status", "online")
+        time.sleep(1)
+        assert "refreshing all sources now" not in proc.log
+        assert len(upstream.requests) == 1  # only the first scheduled fetch
+    finally:
+        sub.close()
+        proc.terminate()
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium is not installed")
