@@ -23,6 +23,8 @@ from tests.sources import network_sources
 
 GOLDEN = Path(__file__).with_name("default_tree.json")
 T0 = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
+# Daily products whose fixture is of another day than T0.
+DAY_OF_FIXTURE = {"dwd_pollen": datetime(2026, 4, 10, 12, 0, tzinfo=UTC)}
 
 
 def _readings(spec: catalog.SourceSpec, body: bytes, lookup: bytes | None, now: datetime) -> list:
@@ -45,8 +47,9 @@ def tree(moments: dict[str, str] | None = None) -> tuple[dict[str, str], dict[st
         if moments is not None:
             now = datetime.fromisoformat(moments[key])
         else:
-            stamps = [r.observed_at for r in _readings(spec, body, lookup, T0)]
-            now = max([T0, *stamps]).replace(microsecond=0)
+            start = DAY_OF_FIXTURE.get(key, T0)
+            stamps = [r.observed_at for r in _readings(spec, body, lookup, start)]
+            now = max([start, *stamps]).replace(microsecond=0)
         used[key] = now.isoformat()
         readings = _readings(spec, body, lookup, now)
         url = f"{spec.config.base_url}#golden"
