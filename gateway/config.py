@@ -590,7 +590,7 @@ def load(path: str | Path) -> Loaded:
     return loads(text, path)
 
 
-def _parse_yaml(text: str, path: Path) -> Any:
+def parse_yaml(text: str, path: Path) -> Any:
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB, the most a config may be")
     try:
@@ -608,7 +608,7 @@ def _parse_yaml(text: str, path: Path) -> Any:
 
 
 def loads(text: str, path: Path) -> Loaded:
-    data = _parse_yaml(text, path)
+    data = parse_yaml(text, path)
 
     def locate(loc: tuple[str | int, ...]) -> str:
         # The node graph (for line numbers) is only built when there is an error to point at:
