@@ -16,10 +16,21 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from gateway import __version__, catalog, contract, discovery
-from gateway.config import BROKER_ENV, DEFAULT_CONFIG, Broker, Loaded, load, load_broker
+from gateway.config import (
+    BROKER_ENV,
+    DEFAULT_CONFIG,
+    Broker,
+    Loaded,
+    check_host,
+    check_port,
+    echo,
+    load,
+    load_broker,
+)
 from gateway.errors import ConfigError, GatewayError, SourceError
 
 log = logging.getLogger("gateway")
@@ -29,6 +40,13 @@ EXIT_FAILURE = 1
 DEFAULT_HTTP_PORT = 9142
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+COMMANDS = ("run", "check-config", "topics", "fetch", "discovery", "purge")
+_OFF = ("off", "none", "disabled", "")
+# Upstream text reaches log messages; a newline or an ANSI escape in it must not forge a log line.
+_ESCAPES = MappingProxyType({
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7f, 0xa0)) if code != 0x09},
+    0x0a: "\\n", 0x0d: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029",
+})
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,13 +64,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record: control characters in the message are escaped; a traceback follows as is."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_ESCAPES)
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                                               datefmt="%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -72,16 +96,27 @@ def _broker_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f"mqtt_{field}", metavar=field.upper(), help=f"[{var}]")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _global_options(parser: argparse.ArgumentParser, env: Mapping[str, str] | None) -> None:
+    """--config and the log options; with ``env`` None their defaults are SUPPRESS (for subcommands)."""
+    def default(name: str, fallback: str) -> str:
+        return argparse.SUPPRESS if env is None else env.get(name, fallback)
+
+    parser.add_argument("--config", "-c", default=default("GATEWAY_CONFIG", DEFAULT_CONFIG),
+                        help=f"path to topics.yaml [GATEWAY_CONFIG] (default: {DEFAULT_CONFIG})")
+    parser.add_argument("--log-level", default=default("GATEWAY_LOG_LEVEL", "info"),
+                        choices=LOG_LEVELS, help="[GATEWAY_LOG_LEVEL] (default: info)")
+    parser.add_argument("--log-format", default=default("GATEWAY_LOG_FORMAT", "text"),
+                        choices=LOG_FORMATS, help="[GATEWAY_LOG_FORMAT] (default: text)")
+
+
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    # Global options are accepted before and after the command. The subcommands' copies default to
+    # SUPPRESS: a real default there would overwrite a value given before the command.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", default=os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG),
-                        help="path to topics.yaml [GATEWAY_CONFIG] (default: %(default)s)")
-    common.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"),
-                        choices=LOG_LEVELS, help="[GATEWAY_LOG_LEVEL]")
-    common.add_argument("--log-format", default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
-                        choices=LOG_FORMATS, help="[GATEWAY_LOG_FORMAT]")
-    parser = argparse.ArgumentParser(prog="soest-gateway", parents=[common],
+    _global_options(common, None)
+    parser = argparse.ArgumentParser(prog="soest-gateway",
                                      description="Open city data to MQTT with Home Assistant discovery.")
+    _global_options(parser, os.environ if env is None else env)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -108,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
+    """Parsed arguments; without a command it is ``run`` (``docker run IMAGE --config F`` has none)."""
+    parser = build_parser(env)
+    args = list(sys.argv[1:] if argv is None else argv)
+    asks_top_level = any(a in ("-h", "--help", "--version") for a in args)
+    if not asks_top_level and not any(a in COMMANDS for a in args):
+        return parser.parse_args(["run", *args])
+    parsed = parser.parse_args(args)
+    # A command name may also have been an option's value (--config run): then there is no command.
+    return parsed if parsed.command else parser.parse_args(["run", *args])
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     try:
         return _main(argv, env)
@@ -119,20 +166,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
     env = os.environ if env is None else env
-    args = build_parser().parse_args(argv)
-    command = args.command or "run"
+    args = parse_args(argv, env)
+    command = args.command
     # argparse checks choices only for values typed on the command line, not env defaults.
     for name, value, allowed in (("GATEWAY_LOG_LEVEL", args.log_level, LOG_LEVELS),
                                  ("GATEWAY_LOG_FORMAT", args.log_format, LOG_FORMATS)):
         if value not in allowed:
-            print(f"error: {name}: {value!r} is not one of {', '.join(allowed)}", file=sys.stderr)
+            print(f"error: {name}: {echo(value)} is not one of {', '.join(allowed)}", file=sys.stderr)
             return EXIT_USAGE
     setup_logging(args.log_level, args.log_format)
     try:
+        if not args.config.strip():
+            raise ConfigError("--config/GATEWAY_CONFIG: empty path (give the path of topics.yaml)")
         loaded = load(args.config)
         cat = catalog.build(loaded)
         if command == "check-config":
             load_broker(env)
+            _http_port(args, env), _http_host(args, env), _data_dir(args, env)  # the variables run reads
             return _check_config(loaded, cat)
         if command == "topics":
             return _topics(cat)
@@ -189,7 +239,10 @@ def _fetch(cat: catalog.Catalog, key: str, as_json: bool) -> int:
     try:
         readings = collect(spec, make_session(), None, None, fetched_at).readings or []
     except SourceError as exc:
-        print(f"error: {key}: {exc} ({exc.kind})", file=sys.stderr)
+        print(f"error: {key}: {_one_line(str(exc))} ({exc.kind})", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug in an adapter: still one line for whoever typed the command
+        print(f"error: {key}: internal error: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     rows = []
     for reading in readings:
@@ -224,23 +277,57 @@ def _purge(cat: catalog.Catalog, broker: Broker) -> int:
     return 0
 
 
+def _one_line(text: str) -> str:
+    return text.translate(_ESCAPES)[:300]
+
+
+def _setting(args: argparse.Namespace, attr: str, env: Mapping[str, str], var: str, default: str) -> tuple[str, str]:
+    """A run setting and where it came from: the flag, else the variable, else the default."""
+    value = getattr(args, attr, None)  # commands other than run have no such flag
+    if value is not None:
+        return value, "--" + attr.replace("_", "-")
+    return env.get(var, default), var
+
+
 def _http_port(args: argparse.Namespace, env: Mapping[str, str]) -> int | None:
-    raw = args.http_port if args.http_port is not None else env.get("GATEWAY_HTTP_PORT", str(DEFAULT_HTTP_PORT))
-    if str(raw).strip().lower() in ("off", "none", "disabled", ""):
+    raw, origin = _setting(args, "http_port", env, "GATEWAY_HTTP_PORT", str(DEFAULT_HTTP_PORT))
+    if raw.strip().lower() in _OFF:
         return None
-    if not str(raw).isdigit() or int(raw) > 65535:
-        origin = "--http-port" if args.http_port is not None else "GATEWAY_HTTP_PORT"
-        raise ConfigError(f"{origin}: {raw!r} is not a port number (0-65535, or 'off')")
+    try:
+        check_port(raw, origin)
+    except ConfigError:
+        raise ConfigError(f"{origin}: {echo(raw)} is not a port number (0-65535, or 'off')") from None
+    if int(raw) > 65535:
+        raise ConfigError(f"{origin}: {echo(raw)} is not a port number (0-65535, or 'off')")
     return int(raw)
+
+
+def _http_host(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    raw, origin = _setting(args, "http_host", env, "GATEWAY_HTTP_HOST", "127.0.0.1")
+    try:
+        return check_host(raw)
+    except ValueError as exc:  # an empty value would bind every interface: say so instead
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _data_dir(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
+    raw, origin = _setting(args, "data_dir", env, "GATEWAY_DATA_DIR", ".data/gateway")
+    if raw.strip().lower() in _OFF:
+        return None
+    path = Path(raw)
+    if "\x00" in raw or len(raw) > 4096:
+        raise ConfigError(f"{origin}: {echo(raw)} is not a usable path (or 'off')")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{origin}: {echo(raw)} exists and is not a directory (or use 'off')")
+    return path
 
 
 def _run(cat: catalog.Catalog, broker: Broker, args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from gateway.app import Gateway
 
     http_port = _http_port(args, env)
-    http_host = args.http_host or env.get("GATEWAY_HTTP_HOST", "127.0.0.1")
-    data_dir_text = args.data_dir or env.get("GATEWAY_DATA_DIR", ".data/gateway")
-    data_dir = None if data_dir_text.strip().lower() in ("off", "none", "") else Path(data_dir_text)
+    http_host = _http_host(args, env)
+    data_dir = _data_dir(args, env)
     try:
         gateway = Gateway(cat, broker, http_host=http_host, http_port=http_port, data_dir=data_dir)
     except ssl.SSLError as exc:

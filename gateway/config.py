@@ -6,8 +6,11 @@ valid, e.g. ``topics.yaml:14: sources.brightsky.every: '10x' is not a duration (
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,48 +39,99 @@ from gateway.topics import KEY_RE, RESERVED_ENTITY_KEYS, RESERVED_SOURCE_KEYS, R
 DEFAULT_CONFIG = "topics.yaml"
 ENV_PREFIX = "GATEWAY_"
 
-_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
-                          r"(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_DURATION_RE = re.compile(r"^\s*(?:([0-9]+(?:\.[0-9]+)?)\s*d)?\s*(?:([0-9]+(?:\.[0-9]+)?)\s*h)?\s*"
+                          r"(?:([0-9]+(?:\.[0-9]+)?)\s*m)?\s*(?:([0-9]+(?:\.[0-9]+)?)\s*s)?\s*$")
 _UNITS_S = (86400.0, 3600.0, 60.0, 1.0)
+_UNIT_NAMES = (("d", 86400), ("h", 3600), ("m", 60))
+DURATION_HINT = "e.g. 30s, 10m, 1h; a bare number means seconds"
+# Durations beyond this are typos (and 1e300 s overflows datetime arithmetic much later).
+MAX_DURATION_S = 3660 * 86400.0
+ECHO_LIMIT = 100
 
 
-def parse_duration(value: object, allow_zero: bool = False) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"10m"``, ``"1h30m"`` or ``"2d"``."""
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters however big the value."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, limit, limit
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = short.maxfrozenset = 6
+    text = short.repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def format_seconds(seconds: float) -> str:
+    """``600`` -> ``10m``: the largest unit that divides evenly."""
+    for name, size in _UNIT_NAMES:
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{name}"
+    return f"{seconds:g}s"
+
+
+def parse_duration(value: object, allow_zero: bool = False, minimum: float = 0.0,
+                   maximum: float = MAX_DURATION_S) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"10m"``, ``"1h30m"`` or ``"2d"``, within [minimum, maximum]."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 10m, 1h)")
+        raise ValueError(f"{echo(value)} is not a duration ({DURATION_HINT})")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION_RE.match(value)) and any(m.groups()):
         seconds = sum(float(g) * u for g, u in zip(m.groups(), _UNITS_S, strict=True) if g)
     else:
-        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 10m, 1h)")
+        raise ValueError(f"{echo(value)} is not a duration ({DURATION_HINT})")
+    if math.isnan(seconds):
+        raise ValueError(f"{echo(value)} is not a duration ({DURATION_HINT})")
     if seconds < 0 or (seconds == 0 and not allow_zero):
-        raise ValueError(f"{value!r} must be longer than zero")
+        raise ValueError(f"{echo(value)} must be longer than zero ({DURATION_HINT})")
+    if seconds < minimum and not (seconds == 0 and allow_zero):
+        raise ValueError(f"{echo(value)} is too short: at least {format_seconds(minimum)} ({DURATION_HINT})")
+    if seconds > maximum:
+        raise ValueError(f"{echo(value)} is too long: at most {format_seconds(maximum)} ({DURATION_HINT})")
     return seconds
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-DurationOrZero = Annotated[float, BeforeValidator(lambda v: parse_duration(v, allow_zero=True))]
+def duration(minimum: float = 0.0, maximum: float = MAX_DURATION_S, allow_zero: bool = False) -> Any:
+    """A float field given as a duration, with the bounds a sane schedule or timeout needs."""
+    return Annotated[float, BeforeValidator(
+        lambda v: parse_duration(v, allow_zero=allow_zero, minimum=minimum, maximum=maximum))]
+
+
+DAY = 86400.0
+Duration = duration()
+DurationOrZero = duration(allow_zero=True)
+# Per kind of duration: wide enough for any real use, narrow enough to catch a typo or a unit mix-up.
+Every = duration(minimum=1.0, maximum=366 * DAY)
+Jitter = duration(maximum=DAY, allow_zero=True)
+MaxAge = duration(minimum=1.0)
+Timeout = duration(minimum=0.1, maximum=600.0)
+Heartbeat = duration(minimum=1.0, maximum=DAY)
+BirthDelay = duration(maximum=600.0)
+ReconnectMin = duration(maximum=600.0)
+ReconnectMax = duration(maximum=3600.0)
+HostInterval = duration(maximum=3600.0, allow_zero=True)
+_ZONE_RE = re.compile(r"^[A-Za-z0-9_+-]{1,32}(?:/[A-Za-z0-9_+-]{1,32}){0,2}$")
 
 
 def check_timezone(value: str) -> str:
     """An IANA time zone name, or ValueError saying what would be valid."""
+    problem = ValueError(f"unknown time zone {echo(value)} (e.g. Europe/Berlin)")
+    # ZoneInfo opens the name as a file: a directory ("Europe") or a huge name is an OSError, not a miss.
+    if not isinstance(value, str) or not _ZONE_RE.match(value):
+        raise problem
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise problem from exc
     return value
 
 
 def _check_key(value: str) -> str:
     if not isinstance(value, str) or not KEY_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid key (lower-case letters, digits, '_' or '-')")
+        raise ValueError(f"{echo(value)} is not a valid key (lower-case letters, digits, '_' or '-')")
     return value
 
 
 def _check_root(value: str) -> str:
     if not isinstance(value, str) or not all(ROOT_SEGMENT_RE.match(s) for s in value.split("/")):
-        raise ValueError(f"{value!r} is not a valid topic root (levels of letters, digits, '_' or '-', "
+        raise ValueError(f"{echo(value)} is not a valid topic root (levels of letters, digits, '_' or '-', "
                          "separated by '/'; no '+', '#', '$' or spaces)")
     return value
 
@@ -89,7 +143,8 @@ TopicRoot = Annotated[str, BeforeValidator(_check_root)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan pass every ge/le bound check pydantic makes; no field of ours means them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class City(_Model):
@@ -101,7 +156,7 @@ class City(_Model):
     longitude: float = Field(ge=-180, le=180)
     ars: str = Field(pattern=r"^\d{12}$", description="Amtlicher Regionalschlüssel, 12 digits")
     timezone: str = "Europe/Berlin"
-    elevation: float = 0.0
+    elevation: float = Field(default=0.0, ge=-1000, le=10000, description="metres above sea level")
 
     _zone = field_validator("timezone")(classmethod(lambda cls, value: check_timezone(value)))
 
@@ -113,22 +168,29 @@ class Mqtt(_Model):
     discovery_prefix: TopicRoot = "homeassistant"
     discovery: bool = True
     qos: Literal[0, 1, 2] = 1
-    heartbeat: Duration = 900.0
-    birth_delay: Duration = 10.0
+    heartbeat: Heartbeat = 900.0
+    birth_delay: BirthDelay = 10.0
     client_id: str | None = Field(default=None, max_length=64)
     keepalive: int = Field(default=60, ge=5, le=3600)
-    reconnect_min: Duration = 0.5
+    reconnect_min: ReconnectMin = 0.5
     # A local broker is cheap to retry; 4 s keeps "back within 5 s of the broker" true.
-    reconnect_max: Duration = 4.0
+    reconnect_max: ReconnectMax = 4.0
     message_expiry: bool = True
     # On a city broker residents cannot write, so a button they cannot use is better left out.
     refresh_button: bool = True
+
+    @model_validator(mode="after")
+    def _backoff(self) -> Mqtt:
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError(f"reconnect_min ({format_seconds(self.reconnect_min)}) must not exceed "
+                             f"reconnect_max ({format_seconds(self.reconnect_max)})")
+        return self
 
 
 class Http(_Model):
     """How politely upstream APIs are fetched."""
 
-    per_host_interval: DurationOrZero = 1.0
+    per_host_interval: HostInterval = 1.0
     max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
 
 
@@ -176,12 +238,12 @@ class Source(_Model):
     base_url: str = Field(pattern=r"^https?://[^\s]+$")
     name: str | None = Field(default=None, max_length=64)
     enabled: bool = True
-    every: Duration | None = None
-    cron: str | None = None
-    jitter: DurationOrZero | None = None
-    max_age: Duration | None = None
+    every: Every | None = None
+    cron: str | None = Field(default=None, max_length=100)
+    jitter: Jitter | None = None
+    max_age: MaxAge | None = None
     failure_threshold: int = Field(default=3, ge=1, le=100)
-    timeout: Duration = 20.0
+    timeout: Timeout = 20.0
     options: dict[str, Any] = Field(default_factory=dict)
     license: str | None = Field(default=None, max_length=300, description="overrides the adapter's licence text")
     attribution: str | None = Field(default=None, max_length=300)
@@ -195,15 +257,17 @@ class Source(_Model):
             raise ValueError("give exactly one of 'every' (e.g. 10m) or 'cron' (e.g. '5 * * * *')")
         if self.cron is not None:
             try:
-                cron_trigger(self.cron, "UTC")
+                trigger = cron_trigger(self.cron, "UTC")
             except ValueError as exc:
-                raise ValueError(f"cron {self.cron!r} is not a 5-field crontab expression: {exc}") from exc
+                raise ValueError(f"cron {echo(self.cron)} is not a 5-field crontab expression: {exc}") from exc
+            if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+                raise ValueError(f"cron {echo(self.cron)} never fires (a day that no month has?)")
         wildcard = self.entities.get(WILDCARD)
         if WILDCARD in self.entities and (wildcard is None or wildcard.measurement is None or wildcard.field):
             raise ValueError("entities: '*' needs a measurement (and no field), e.g. '*': {measurement: pm25}")
         reserved = RESERVED_ENTITY_KEYS.intersection(self.entities)
         if reserved:
-            raise ValueError(f"entity key {sorted(reserved)[0]!r} is reserved; choose another key")
+            raise ValueError(f"entity key {echo(sorted(reserved)[0])} is reserved; choose another key")
         if not self.entities:
             raise ValueError("a source needs at least one entity")
         return self
@@ -241,20 +305,39 @@ class Settings(_Model):
     def _references(self) -> Settings:
         for name, source in self.sources.items():
             if name in RESERVED_SOURCE_KEYS:
-                raise ValueError(f"source key {name!r} is reserved; choose another key")
+                raise ValueError(f"source key {echo(name)} is reserved; choose another key")
             for key, entity in source.entities.items():
                 measurement = (entity.measurement if entity else None) or key  # "*" always names one
                 if measurement not in self.measurements:
                     raise ValueError(
-                        f"sources.{name}.entities.{key}: unknown measurement {measurement!r} "
+                        f"sources.{name}.entities.{key}: unknown measurement {echo(measurement)} "
                         f"(add it under 'measurements' or set 'measurement:' to one of them)")
         return self
+
+
+_HOST_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f-\x9f]{1,253}$")
+_DIGITS_RE = re.compile(r"^[0-9]{1,5}$")  # ASCII only: "²".isdigit() is True
+MAX_PASSWORD_FILE_BYTES = 64 * 1024
+
+
+def check_host(value: object) -> str:
+    """A host name or IP address to connect to or listen on, or ValueError saying so."""
+    if not isinstance(value, str) or not _HOST_RE.match(value):
+        raise ValueError(f"{echo(value)} is not a host name or IP address (e.g. 127.0.0.1 or mqtt.example.org)")
+    return value
+
+
+def check_port(value: object, origin: str) -> object:
+    """An ASCII port number as text stays text for pydantic; anything else digit-like is refused."""
+    if isinstance(value, str) and not _DIGITS_RE.match(value.strip()):
+        raise ConfigError(f"{origin}: {echo(value)} is not a port number (1-65535)")
+    return value
 
 
 class Broker(_Model):
     """Where and how to connect to MQTT; from GATEWAY_MQTT_* variables and CLI flags."""
 
-    host: str = "127.0.0.1"
+    host: Annotated[str, BeforeValidator(check_host)] = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
@@ -269,7 +352,9 @@ class Broker(_Model):
         for name in ("tls_ca", "tls_cert", "tls_key"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
-                raise ValueError(f"{name}: file {str(path)!r} does not exist")
+                problem = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() \
+                    else "does not exist"
+                raise ValueError(f"{name}: file {echo(str(path))} {problem}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         return self
@@ -306,22 +391,18 @@ def load_broker(env: Mapping[str, str], overrides: Mapping[str, Any] | None = No
     for field, value in (overrides or {}).items():
         if value is not None:
             raw[field] = value
-            origin[field] = "--" + field.replace("_", "-").replace("-file", "-file")
+            origin[field] = "--mqtt-" + field.replace("_", "-")
     for flag in ("tls", "tls_insecure"):
         if isinstance(raw.get(flag), str):
             text = raw[flag].strip().lower()
             if text not in _TRUE | _FALSE:
-                raise ConfigError(f"{origin[flag]}: {raw[flag]!r} is not a boolean (use true or false)")
+                raise ConfigError(f"{origin[flag]}: {echo(raw[flag])} is not a boolean (use true or false)")
             raw[flag] = text in _TRUE
+    if "port" in raw:
+        check_port(raw["port"], origin["port"])
     password_file = raw.pop("password_file", None)
     if password_file is not None:
-        try:
-            raw["password"] = Path(password_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{origin['password_file']}: cannot read {password_file!r}: "
-                              f"{exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{origin['password_file']}: {password_file!r} is not UTF-8 text") from None
+        raw["password"] = _read_password(password_file, origin["password_file"])
     try:
         return Broker.model_validate(raw)
     except ValidationError as exc:
@@ -329,6 +410,21 @@ def load_broker(env: Mapping[str, str], overrides: Mapping[str, Any] | None = No
         field = str(err["loc"][0]) if err["loc"] else _field_from_message(err["msg"])
         where = origin.get(field, field)
         raise ConfigError(f"{where}: {_describe(err)}") from None
+
+
+def _read_password(name: str, origin: str) -> str:
+    try:
+        with open(name, "rb") as file:
+            data = file.read(MAX_PASSWORD_FILE_BYTES + 1)  # bounded: it may be /dev/zero
+    except OSError as exc:
+        raise ConfigError(f"{origin}: cannot read {echo(name)}: {exc.strerror or exc}") from None
+    if len(data) > MAX_PASSWORD_FILE_BYTES:
+        raise ConfigError(f"{origin}: {echo(name)} is larger than {MAX_PASSWORD_FILE_BYTES // 1024} KiB; "
+                          "it should hold only the password")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{origin}: {echo(name)} is not UTF-8 text") from None
 
 
 def _field_from_message(msg: str) -> str:
@@ -339,6 +435,129 @@ def _field_from_message(msg: str) -> str:
 
 
 # --------------------------------------------------------------------------- loading topics.yaml
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# What YAML may cost beyond the size of the text: anchors and aliases make a 20 KB file expand to
+# a billion nodes ("billion laughs"), and deep nesting overflows the recursive composer.
+MAX_ALIAS_NODES = 10_000
+MAX_DEPTH = 32
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names the same key twice; PyYAML would keep the last silently."""
+
+    def __init__(self, first: yaml.Node, second: yaml.Node) -> None:
+        super().__init__(f"duplicate key {echo(second.value)}")
+        self.first, self.second = first, second
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load with bounded cost and duplicate keys as errors."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._measured: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (node count, depth)
+        self._done: set[int] = set()  # anchored nodes composed completely
+        self._expanded = 0
+        self._depth = 0
+        self._checked: set[int] = set()
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self._charge_alias(target, event.start_mark)
+            return super().compose_node(parent, index)
+        start = self.peek_event()
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                                  start.start_mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if getattr(start, "anchor", None):
+            self._done.add(id(node))
+        return node
+
+    def _charge_alias(self, target: yaml.Node, mark: yaml.Mark) -> None:
+        if id(target) not in self._done:  # anchors are registered before their children: an ancestor
+            raise yaml.composer.ComposerError(None, None, "an alias inside its own anchor (recursive data)", mark)
+        size, depth = _measure(target, self._measured, MAX_ALIAS_NODES - self._expanded)
+        self._expanded += size
+        if self._expanded > MAX_ALIAS_NODES or self._depth + depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases expand to more than {MAX_ALIAS_NODES} nodes or {MAX_DEPTH} levels", mark)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:  # int("1" * 5000), a 13th month, ...
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {echo(node.value)}: {echo(str(exc), 60)}", node.start_mark) from None
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Checked here, before merge keys ("<<") splice other mappings' pairs into node.value.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                with contextlib.suppress(TypeError):  # unhashable: construct_mapping says so
+                    first = seen.setdefault(key, key_node)
+                    if first is not key_node:
+                        raise DuplicateKeyError(first, key_node)
+        super().flatten_mapping(node)
+
+
+def _measure(node: yaml.Node, memo: dict[int, tuple[int, int]], budget: int) -> tuple[int, int]:
+    """Node count and depth of ``node`` with aliases expanded; stops counting past ``budget``."""
+    total, deepest = 0, 0
+    stack = [(node, 1)]
+    while stack and total <= budget:
+        current, level = stack.pop()
+        if (known := memo.get(id(current))) is not None:
+            total += known[0]
+            deepest = max(deepest, level - 1 + known[1])
+            continue
+        total += 1
+        deepest = max(deepest, level)
+        if isinstance(current, yaml.MappingNode):
+            stack.extend((child, level + 1) for pair in current.value for child in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((child, level + 1) for child in current.value)
+    if total <= budget:
+        memo[id(node)] = (total, deepest)
+    return total, deepest
+
+
+def _path_to(root: yaml.Node | None, target: yaml.Node) -> tuple[str | int, ...]:
+    """The field path of a key node, searched depth first (document order)."""
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, _ in node.value:
+                if key.start_mark.index == target.start_mark.index:
+                    return (*path, key.value)
+            stack.extend((v, (*path, k.value)) for k, v in reversed(node.value) if isinstance(k, yaml.ScalarNode))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(node.value))))
+    return ()
+
+
+def _part(part: str | int) -> str:
+    text = str(part)
+    return text if re.fullmatch(r"[\w*\[\]-]{1,64}", text, re.ASCII) else echo(text)
 
 
 @dataclass(frozen=True)
@@ -357,29 +576,45 @@ def load(path: str | Path) -> Loaded:
     """Read and validate topics.yaml; raise ConfigError with one readable line on any problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)  # bounded: the path may be /dev/zero
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (pass --config PATH)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB, the most a config may be")
     return loads(text, path)
 
 
-def loads(text: str, path: Path) -> Loaded:
+def parse_yaml(text: str, path: Path) -> Any:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB, the most a config may be")
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except DuplicateKeyError as exc:
+        dotted = ".".join(_part(p) for p in _path_to(yaml.compose(text, Loader=_Loader), exc.second))
+        raise ConfigError(f"{path}:{exc.second.start_mark.line + 1}: {dotted or echo(exc.second.value)}: "
+                          f"duplicate key (first defined on line {exc.first.start_mark.line + 1})") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: invalid YAML: {echo(str(exc).splitlines()[0], 200)}") from None
+
+
+def loads(text: str, path: Path) -> Loaded:
+    data = parse_yaml(text, path)
 
     def locate(loc: tuple[str | int, ...]) -> str:
         # The node graph (for line numbers) is only built when there is an error to point at:
         # for a big config it costs far more memory than the data itself.
-        line = _line_of(yaml.compose(text, Loader=yaml.SafeLoader), loc)
-        dotted = ".".join(str(p) for p in loc)
+        line = _line_of(yaml.compose(text, Loader=_Loader), loc)
+        dotted = ".".join(_part(p) for p in loc)
         return f"{path}:{line}: {dotted}" if line else f"{path}: {dotted}"
 
     if not isinstance(data, dict):
@@ -406,18 +641,18 @@ def _describe(err: Mapping[str, Any]) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     given = err.get("input")
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        return f"unknown field {str(err['loc'][-1])!r} (check spelling; see docs/topics.md)"
+        return f"unknown field {echo(str(err['loc'][-1]))} (check spelling; see docs/topics.md)"
     if kind == "missing":
         return "required field is missing"
     if kind == "literal_error":
-        return f"{given!r} is not allowed: {msg.lower()}"
+        return f"{echo(given)} is not allowed: {msg.lower()}"
     if kind == "string_pattern_mismatch":
-        return f"{given!r} does not match the expected format {err.get('ctx', {}).get('pattern', '')!r}"
+        return f"{echo(given)} does not match the expected format {err.get('ctx', {}).get('pattern', '')!r}"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
-        return f"{given!r} is out of range: {msg.lower()}"
+        return f"{echo(given)} is out of range: {msg.lower()}"
     if kind in {"float_parsing", "int_parsing", "float_type", "int_type", "bool_parsing", "bool_type",
                 "dict_type", "string_type", "tuple_type", "list_type", "model_type"}:
-        return f"{given!r} has the wrong type: {msg.lower()}"
+        return f"{echo(given)} has the wrong type: {msg.lower()}"
     return msg
 
 

@@ -10,7 +10,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 # crontab counts weekdays from Sunday = 0 (and 7); APScheduler 3 from Monday = 0. Names avoid the trap.
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_NUMERIC = re.compile(r"^(\d)(?:-(\d))?$")
+_NUMERIC = re.compile(r"^([0-9])(?:-([0-9]))?$")
+# APScheduler reads any Unicode digit ("١") as a number; a crontab has only these characters.
+_FIELD = re.compile(r"^[0-9A-Za-z*/,-]{1,40}$")
 
 
 def _weekday_field(field: str) -> str:
@@ -33,6 +35,9 @@ def cron_trigger(expr: str, timezone: tzinfo | str, jitter: float | None = None)
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+    bad = next((f for f in fields if not _FIELD.match(f)), None)
+    if bad is not None:
+        raise ValueError(f"field {bad[:40]!r} may hold only digits 0-9, names, '*', '/', ',' and '-'")
     minute, hour, day, month, weekday = fields
     return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekday_field(weekday),
                        timezone=timezone, jitter=int(jitter) if jitter else None)

@@ -52,8 +52,7 @@ def test_bad_port_variable_is_a_one_line_error():
                             env={"GATEWAY_MQTT_PORT": "eighteen", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: GATEWAY_MQTT_PORT: 'eighteen' has the wrong type: input should be a valid integer, "
-        "unable to parse string as an integer"]
+        "error: GATEWAY_MQTT_PORT: 'eighteen' is not a port number (1-65535)"]
 
 
 def test_env_log_level_is_checked():
