@@ -436,7 +436,7 @@ def _field_from_message(msg: str) -> str:
 
 # --------------------------------------------------------------------------- loading topics.yaml
 
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024
 # What YAML may cost beyond the size of the text: anchors and aliases make a 20 KB file expand to
 # a billion nodes ("billion laughs"), and deep nesting overflows the recursive composer.
 MAX_ALIAS_NODES = 10_000

@@ -133,13 +133,13 @@ def test_yaml_that_crashed_the_loader(text: str, fragment: str):
 def test_config_file_size_is_capped(tmp_path: Path):
     path = tmp_path / "topics.yaml"
     path.write_text("#" * (MAX_CONFIG_BYTES + 1))
-    with pytest.raises(ConfigError, match=r": larger than 4 MiB, the most a config may be$"):
+    with pytest.raises(ConfigError, match=r": larger than 1 MiB, the most a config may be$"):
         load(path)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_endless_config_file_is_capped():
-    with pytest.raises(ConfigError, match="larger than 4 MiB"):
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
         load("/dev/zero")
 
 
