@@ -7,9 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from adapters.base import Adapter, AdapterOptions, clip, load_json_array, local_datetime
-from gateway.errors import ParseError
-from gateway.records import Reading, Request, Station
+from gateway import adapter_api as api
 
 # Lowest first; "unknown" (NINA sends it, e.g. for flood messages) still means "there is a warning".
 SEVERITIES = ("none", "unknown", "minor", "moderate", "severe", "extreme")
@@ -33,23 +31,23 @@ def _kreis(ars: str) -> str:
     return ars[:KREIS_DIGITS] + "0" * (12 - KREIS_DIGITS)
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     ars: Annotated[str, Field(pattern=r"^\d{12}$"), AfterValidator(_kreis)] = "059740000000"
     area_name: str = Field(default="Kreis Soest", max_length=80)  # only for the station attribute
     providers: tuple[str, ...] | None = None  # e.g. ("MOWAS", "DWD"); None = all
 
 
-def request(opts: Options, base_url: str) -> Request:
-    return Request(url=f"{base_url.rstrip('/')}/dashboard/{opts.ars}.json")
+def request(opts: Options, base_url: str) -> api.Request:
+    return api.get(base_url, f"/dashboard/{opts.ars}.json")
 
 
-def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
+def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     latest: dict[str, dict[str, Any]] = {}
-    for index, item in enumerate(load_json_array(body, "dashboard items")):
+    for index, item in enumerate(api.load_json_array(body, "dashboard items")):
         if not isinstance(item, dict):
             continue
-        if not isinstance(_dig(item, "payload", "data"), dict):
-            raise ParseError("a dashboard item has no payload.data", kind="bad_schema")
+        if not isinstance(api.dig(item, "payload", "data"), dict):
+            raise api.ParseError("a dashboard item has no payload.data", kind="bad_schema")
         warning = _warning(item)
         key = warning["id"] or f"#{index}"
         # An Update (or a Cancel) supersedes the earlier message with the same id.
@@ -69,35 +67,31 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         else:
             (upcoming if w["onset"] is not None and w["onset"] > now else active).append(w)
     highest = max((w["severity"] for w in active), key=SEVERITIES.index, default="none")
-    station = Station(name=opts.area_name, id=opts.ars)
+    station = api.Station(name=opts.area_name, id=opts.ars)
     values: dict[str, tuple[object, dict[str, Any]]] = {
-        "count": (len(active), {"warnings": _listed(active, MAX_LISTED), "upcoming": _listed(upcoming, 5),
-                                "cancelled": _listed(cancelled, 5)}),
+        "count": (len(active), {"warnings": api.listed(active, ITEM, MAX_LISTED), "upcoming": api.listed(
+            upcoming, ITEM, 5), "cancelled": api.listed(cancelled, ITEM, 5)}),
         "highest_severity": (highest, {}),
         "latest_headline": (active[0]["headline"] if active else None,
                             {"id": active[0]["id"], "provider": active[0]["provider"]} if active else {}),
     }
-    return [Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
-
-
+    return [api.Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
 
 
 def _warning(item: dict[str, Any]) -> dict[str, Any]:
-    raw = {key: _dig(item, *path) for key, path in ITEM.items()}
-    text = {key: clip(v, 80) if isinstance(v, str) else None for key, v in raw.items()}
-    headline = raw["headline"] if isinstance(raw["headline"], str) else _dig(item, "payload", "data", "headline")
+    raw = {key: api.dig(item, *path) for key, path in ITEM.items()}
     severity = raw["severity"].lower() if isinstance(raw["severity"], str) else None
-    version = _dig(item, "payload", "version")
+    headline = raw["headline"] if isinstance(raw["headline"], str) else api.dig(item, "payload", "data", "headline")
     return {
-        **text,
-        "id": clip(raw["id"], 120) if isinstance(raw["id"], str) else None,
-        "headline": clip(headline, 255) if isinstance(headline, str) else None,
+        **{key: api.clip(v, 80) if isinstance(v, str) else None for key, v in raw.items()},
+        "id": api.clip(raw["id"], 120) if isinstance(raw["id"], str) else None,
+        "headline": api.clip(headline, 255) if isinstance(headline, str) else None,
         "severity": severity if severity in SEVERITIES[2:] else "unknown",
-        "sent": local_datetime(raw["sent"], UTC),
-        "onset": local_datetime(item.get("onset"), UTC),
-        "expires": local_datetime(item.get("expires"), UTC),
-        "version": version if isinstance(version, int) and not isinstance(version, bool) else 0,
-        "valid": _dig(item, "payload", "data", "valid"),  # [I] seen as true in real items; false = withdrawn
+        "sent": api.local_datetime(raw["sent"], UTC),
+        "onset": api.local_datetime(item.get("onset"), UTC),
+        "expires": api.local_datetime(item.get("expires"), UTC),
+        "version": api.integer(api.dig(item, "payload", "version")) or 0,
+        "valid": api.dig(item, "payload", "data", "valid"),  # [I] seen as true in real items; false = withdrawn
     }
 
 
@@ -110,35 +104,14 @@ def _order(warning: dict[str, Any]) -> tuple[int, float]:
     return warning["version"], _sent(warning)
 
 
-def _listed(warnings: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """Attribute entries, size-capped; times as ISO strings so they stay plain JSON."""
-    return [{key: w[key].isoformat() if isinstance(w[key], datetime) else w[key] for key in ITEM}
-            for w in warnings[:limit]]
-
-
-def _dig(value: object, *path: str) -> object:
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-
-
-ADAPTER = Adapter(
-    name="nina",
-    title="Civil-protection warnings",
+ADAPTER = api.Adapter(
+    name="nina", title="Civil-protection warnings",
     provider="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK)",
     dataset="NINA warning dashboard per Kreis (MoWaS, KATWARN, BIWAPP, DWD, LHP, police)",
     license="Warnings may only be used unchanged in content and not for commercial purposes "
             "(\"darf nur inhaltlich unverändert und nicht zu gewerblichen Zwecken verwendet werden\", MoWaS)",
-    attribution="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK), NINA",
-    info_url="https://nina.api.bund.dev/",
-    fields=FIELDS,
-    options=Options,
-    request=request,
-    parse=parse,
+    attribution="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK), NINA", info_url="https://nina.api.bund.dev/",
+    fields=FIELDS, options=Options, request=request, parse=parse,
     # False: the dashboard item has no expiry of its own (rarely onset/expires, honoured at each
     # fetch); a poll every few minutes is what decides when a message is gone.
     reevaluate=False,

@@ -1,0 +1,287 @@
+"""Everything an adapter imports: its types, its error, unit converters and the parsing helpers they share.
+
+Adapters import this module only (plus the standard library and third-party parsers), so that loading one
+does not load the core's configuration, scheduler or Home Assistant tables; the core imports adapters, never
+the other way round. It imports gateway.records, gateway.errors, gateway.units and gateway.geo, all pure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.errors import ParseError
+from gateway.geo import distance_m
+from gateway.records import Reading, Request, Station, Value
+from gateway.units import kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
+
+__all__ = [
+    "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "Lookup", "ParseError", "Reading", "Request", "Station",
+    "Value", "aware_datetime", "check_timezone", "clip", "day_key", "dig", "distance_m", "error_kind",
+    "finite_number", "get", "integer", "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "listed", "load_json",
+    "load_json_array", "load_json_object", "local_datetime", "member", "number", "pa_to_hpa", "pick", "position",
+    "station_at", "text", "uw_per_cm2_to_w_per_m2",
+]
+
+
+def check_timezone(value: str) -> str:
+    """An IANA time zone name, or ValueError saying what would be valid."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
+    return value
+
+
+class AdapterOptions(BaseModel):
+    """Options every adapter gets; the core fills the city's values unless topics.yaml overrides them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    timezone: str = "Europe/Berlin"
+    elevation: float = 0.0
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, value: check_timezone(value)))
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A request made once (and again after repeated failures) whose answer fills in options.
+
+    For ids an API wants that users should not have to know, e.g. UBA's numeric station id for
+    the station code DENW068. ``parse`` returns the option updates, or raises ParseError.
+    """
+
+    needed: Callable[[Any], bool]
+    request: Callable[[Any, str], Request]
+    parse: Callable[[bytes, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A data source kind. ``request`` returns None for sources computed without a network.
+
+    Attributes:
+        fields: every field ``parse`` can emit; topics.yaml entities must name one of them.
+        dynamic_fields: for adapters whose fields come from their options (e.g. SensorThings
+            datastream aliases); overrides ``fields`` when set.
+        lookup: an optional one-off request that completes the options before the first fetch.
+        reevaluate: parse the last body again on every tick, for values that change with time
+            alone (a warning that expires, "pickup tomorrow" after midnight).
+    """
+
+    name: str
+    title: str
+    provider: str
+    dataset: str
+    license: str
+    attribution: str
+    info_url: str
+    fields: frozenset[str]
+    options: type[AdapterOptions]
+    request: Callable[[Any, str], Request | None]
+    parse: Callable[[bytes, Any, datetime], Sequence[Reading]]
+    dynamic_fields: Callable[[Any], frozenset[str]] | None = None
+    lookup: Lookup | None = None
+    reevaluate: bool = False
+
+    def fields_for(self, options: AdapterOptions) -> frozenset[str]:
+        return self.dynamic_fields(options) if self.dynamic_fields is not None else self.fields
+
+
+def get(base_url: str, path: str, params: Mapping[str, str] | None = None,
+        accept: str = "application/json") -> Request:
+    """A GET of ``path`` (starting with "/") below the source's base_url from topics.yaml."""
+    return Request(url=base_url.rstrip("/") + path, params=dict(params or {}), accept=accept)
+
+
+# --- JSON bodies -------------------------------------------------------------------------------
+
+ERROR_KEYS = frozenset({"error", "errors", "message", "detail", "statusCode"})
+
+
+def load_json(body: bytes) -> Any:
+    """Decode JSON or raise ParseError with a short reason (HTML pages, truncation, ...)."""
+    head = body.lstrip()[:1]
+    if head == b"<":
+        raise ParseError("got HTML instead of JSON", kind="not_json")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ParseError(f"invalid JSON: {str(exc)[:120]}", kind="bad_json") from None
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object, or ParseError."""
+    data = load_json(body)
+    if not isinstance(data, dict):
+        raise ParseError(f"expected a JSON object, got {type(data).__name__}", kind="bad_schema")
+    return data
+
+
+def error_kind(data: object, keys: Iterable[str] = ERROR_KEYS) -> str:
+    """``upstream_error`` for an object that looks like an API's error document, else ``bad_schema``."""
+    return "upstream_error" if isinstance(data, dict) and not set(keys).isdisjoint(data) else "bad_schema"
+
+
+def load_json_array(body: bytes, what: str = "items") -> list[Any]:
+    """A JSON array, or ParseError; an object that looks like an error document is ``upstream_error``."""
+    data = load_json(body)
+    if isinstance(data, list):
+        return data
+    raise ParseError(f"expected a JSON array of {what}, got {type(data).__name__}", kind=error_kind(data))
+
+
+def member(data: dict[str, Any], key: str, kind: type, where: str, errors: Iterable[str] = ERROR_KEYS) -> Any:
+    """``data[key]`` if it is a ``kind`` (list, dict); else ParseError, ``upstream_error`` for an error document."""
+    value = data.get(key)
+    if isinstance(value, kind):
+        return value
+    name = "list" if kind is list else "object"
+    raise ParseError(f"no {key!r} {name} in {where}", kind=error_kind(data, errors))
+
+
+def pick(items: list[Any], key: str, match: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any] | None:
+    """The first entry with ``key`` that matches; None for an empty list (valid, nothing published).
+
+    Raises ParseError ``bad_schema`` when no entry has ``key`` (renamed upstream), ``not_found``
+    when entries exist but none matches the configured one.
+    """
+    entries = [item for item in items if isinstance(item, dict) and key in item]
+    if items and not entries:
+        raise ParseError(f"no entry has a {key!r}", kind="bad_schema")
+    found = next((item for item in entries if match(item)), None)
+    if found is None and entries:
+        raise ParseError(f"{clip(what, 80)} is not in the response", kind="not_found")
+    return found
+
+
+def dig(value: object, *path: str) -> object:
+    """``value[path[0]][path[1]]...``, or None where a level is missing or not an object."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+# --- values ------------------------------------------------------------------------------------
+
+MAX_TEXT = 500
+MAX_NUMBER_TEXT = 50  # longer numeric strings are garbage, and float() of huge text is slow
+
+
+def clip(value: object, limit: int = MAX_TEXT) -> str | None:
+    """Upstream text for attributes: a string, cut to ``limit`` characters, or None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def text(value: object, limit: int = MAX_TEXT) -> str | None:
+    """Upstream text that must be a string: clipped, None for other types and for blank text."""
+    return clip(value, limit) or None if isinstance(value, str) else None
+
+
+def finite_number(value: object) -> float | None:
+    """A float from a JSON number, or None for null, NaN, infinities, booleans and other types."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    return number
+
+
+def number(value: object) -> float | None:
+    """A finite float from a JSON number or a numeric string ("11.40"); None for anything else."""
+    if isinstance(value, str):
+        try:
+            value = float(value) if len(value) < MAX_NUMBER_TEXT else None
+        except ValueError:
+            return None
+    return finite_number(value)
+
+
+def integer(value: object) -> int | None:
+    """A JSON integer (not a bool, not a float), or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def listed(items: Sequence[Mapping[str, Any]], keys: Iterable[str], limit: int) -> list[dict[str, Any]]:
+    """Attribute entries, at most ``limit``; times as ISO strings so attributes stay plain JSON."""
+    return [{k: v.isoformat() if isinstance(v := item[k], datetime) else v for k in keys} for item in items[:limit]]
+
+
+# --- times -------------------------------------------------------------------------------------
+
+def local_datetime(value: object, zone: tzinfo) -> datetime | None:
+    """ISO 8601 text (DWD also writes "2026-04-11 11:00 Uhr"); without an offset it is ``zone``'s time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.strip().removesuffix("Uhr").strip())
+        stamp = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=zone)
+        stamp.astimezone(UTC)  # rejects year-1/9999 times the core could not compare
+    except (ValueError, OverflowError):
+        return None
+    return stamp
+
+
+def aware_datetime(value: object) -> datetime | None:
+    """ISO 8601 text with a UTC offset as a datetime; None for other text, no offset or other types."""
+    try:
+        stamp = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return stamp if stamp is not None and stamp.tzinfo is not None else None
+
+
+def iso_date(value: object) -> date | None:
+    """A "YYYY-MM-DD" date, or None."""
+    try:
+        return date.fromisoformat(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def day_key(days: Sequence[str], issued: date, now: datetime, zone: tzinfo, offset: int) -> str | None:
+    """The key in a DWD file's ``days`` ("today", "tomorrow", ... counted from ``issued``) that holds the
+    day ``offset`` days after ``now``'s local date; None when the file does not cover that day.
+
+    DWD keeps serving a file until the next issue, so a file a day old has our today as its "tomorrow".
+    """
+    index = (now.astimezone(zone).date() - issued).days + offset
+    return days[index] if 0 <= index < len(days) else None
+
+
+# --- places ------------------------------------------------------------------------------------
+
+def position(latitude: object, longitude: object,
+             read: Callable[[object], float | None] = finite_number) -> tuple[float, float] | None:
+    """(latitude, longitude) from upstream values, or None unless both are finite and on the globe."""
+    lat, lon = read(latitude), read(longitude)
+    if lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180:
+        return None
+    return lat, lon
+
+
+def station_at(name: str, where: tuple[float, float] | None, opts: AdapterOptions, id: str | None = None) -> Station:
+    """A Station at ``where`` (if known) with its distance from the configured coordinates."""
+    if where is None:
+        return Station(name=name, id=id)
+    lat, lon = where
+    return Station(name=name, id=id, latitude=lat, longitude=lon,
+                   distance_m=distance_m(opts.latitude, opts.longitude, lat, lon))
