@@ -8,9 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from adapters.base import MAX_TEXT, Adapter, AdapterOptions, clip, load_json_object, local_datetime
-from gateway.errors import ParseError
-from gateway.records import Reading, Request, Station
+from gateway import adapter_api as api
 
 SEVERITIES = ("none", "minor", "moderate", "severe", "extreme")
 # Hazard binary -> DWD event codes ("II" in CAP). Codes and their names were checked against a
@@ -46,23 +44,23 @@ SHORT = ("event", "severity", "onset", "expires")
 EXPECTED = frozenset({"onset", "event_code", "severity", "headline_de"})  # required in Bright Sky's model
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     warn_cell_id: int | None = Field(default=None, ge=1, le=999_999_999)  # a Gemeinde cell, e.g. 805974040
 
 
-def request(opts: Options, base_url: str) -> Request:
+def request(opts: Options, base_url: str) -> api.Request:
     params = {"lat": f"{opts.latitude:.4f}", "lon": f"{opts.longitude:.4f}"}
     if opts.warn_cell_id is not None:
         params = {"warn_cell_id": str(opts.warn_cell_id)}
-    return Request(url=f"{base_url.rstrip('/')}/alerts", params=params)
+    return api.Request(url=f"{base_url.rstrip('/')}/alerts", params=params)
 
 
-def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
-    data = load_json_object(body)
+def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
+    data = api.load_json_object(body)
     alerts = data.get("alerts")
     if not isinstance(alerts, list):
         kind = "upstream_error" if "detail" in data else "bad_schema"
-        raise ParseError(f"no 'alerts' list in the response: {clip(data.get('detail'), 120)}", kind=kind)
+        raise api.ParseError(f"no 'alerts' list in the response: {api.clip(data.get('detail'), 120)}", kind=kind)
     active: list[dict[str, Any]] = []
     upcoming: list[dict[str, Any]] = []
     pre_alerts: list[dict[str, Any]] = []
@@ -71,7 +69,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         if not isinstance(item, dict) or item.get("status") == "test":
             continue
         if not EXPECTED.intersection(item):
-            raise ParseError("an alert has none of the expected fields", kind="bad_schema")
+            raise api.ParseError("an alert has none of the expected fields", kind="bad_schema")
         warning = _warning(item)
         if warning["expires"] is not None and warning["expires"] <= now:
             continue
@@ -91,7 +89,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         events = [w["event"] for w in active if hazard in w["hazards"]]
         values[hazard] = (bool(events), {"events": events[:MAX_LISTED]})
     station = _station(data.get("location"))
-    return [Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
+    return [api.Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
 
 
 def _warning(item: dict[str, Any]) -> dict[str, Any]:
@@ -108,11 +106,11 @@ def _warning(item: dict[str, Any]) -> dict[str, Any]:
         "event": _text(item.get("event_de"), 80) or _text(event_en, 80),
         "event_code": code,
         "severity": severity if severity in SEVERITIES[1:] else None,
-        "onset": local_datetime(item.get("onset"), UTC) or local_datetime(item.get("effective"), UTC),
-        "expires": local_datetime(item.get("expires"), UTC),
+        "onset": api.local_datetime(item.get("onset"), UTC) or api.local_datetime(item.get("effective"), UTC),
+        "expires": api.local_datetime(item.get("expires"), UTC),
         "headline": _text(item.get("headline_de"), 255) or _text(item.get("headline_en"), 255),
-        "description": _text(item.get("description_de"), MAX_TEXT),
-        "instruction": _text(item.get("instruction_de"), MAX_TEXT),
+        "description": _text(item.get("description_de"), api.MAX_TEXT),
+        "instruction": _text(item.get("instruction_de"), api.MAX_TEXT),
         "hazards": hazards,
     }
 
@@ -126,19 +124,19 @@ def _listed(warnings: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[
 def _text(value: object, limit: int) -> str | None:
     if not isinstance(value, str):
         return None
-    return clip(value, limit) or None
+    return api.clip(value, limit) or None
 
 
 
 
-def _station(location: object) -> Station | None:
+def _station(location: object) -> api.Station | None:
     if not isinstance(location, dict) or not isinstance(location.get("name"), str):
         return None
     cell = location.get("warn_cell_id")
-    return Station(name=str(clip(location["name"], 80)), id=str(cell)[:20] if cell is not None else None)
+    return api.Station(name=str(api.clip(location["name"], 80)), id=str(cell)[:20] if cell is not None else None)
 
 
-ADAPTER = Adapter(
+ADAPTER = api.Adapter(
     name="dwd_alerts",
     title="Weather warnings",
     provider="Deutscher Wetterdienst (via Bright Sky)",
