@@ -135,7 +135,8 @@ def _usable_rule(event: icalendar.Event) -> bool:
         start = event["DTSTART"].dt
         if rule.get("FREQ", [""])[0] not in PERIOD_DAYS:
             return False
-        rrulestr(rule.to_ical().decode(), dtstart=start if isinstance(start, datetime) else datetime.combine(start, time()))
+        start = start if isinstance(start, datetime) else datetime.combine(start, time())
+        rrulestr(rule.to_ical().decode(), dtstart=start)
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
     return True
