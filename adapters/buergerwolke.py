@@ -14,11 +14,6 @@ from gateway import adapter_api as api
 Converter = Callable[[float], float] | None
 
 
-def uw_per_cm2_to_w_per_m2(intensity: float) -> float:
-    """1 µW/cm² = 1e-6 W / 1e-4 m² = 0.01 W/m²."""
-    return intensity / 100.0
-
-
 # Our field -> (upstream key, converter, sane range in the upstream unit, upstream unit). The city
 # calls the values raw and unvalidated (temperatures above 45 °C were seen), so values outside the
 # range are withheld here with a reason, on top of the core's plausibility table. Units are those
@@ -29,7 +24,7 @@ FIELDS: dict[str, tuple[str, Converter, tuple[float, float], str]] = {
     "pressure": ("pressure", None, (870.0, 1090.0), "hPa"),
     "precipitation": ("precipitation", None, (0.0, 200.0), "mm"),
     "illuminance": ("lux", None, (0.0, 150_000.0), "lx"),
-    "uv_intensity": ("uv", uw_per_cm2_to_w_per_m2, (0.0, 15_000.0), "µW/cm²"),
+    "uv_intensity": ("uv", api.uw_per_cm2_to_w_per_m2, (0.0, 15_000.0), "µW/cm²"),
 }
 NAME_KEYS = ("name", "boxName", "title", "sensor", "id", "_id", "boxId")  # undocumented: any may exist
 MATCH_RADIUS_M = 50.0  # a "lat,lon" box option matches the box within this distance
@@ -53,7 +48,7 @@ class Options(api.AdapterOptions):
 
 
 def request(opts: Options, base_url: str) -> api.Request:
-    return api.Request(url=f"{base_url.rstrip('/')}{opts.path}")
+    return api.get(base_url, opts.path)
 
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
@@ -115,8 +110,6 @@ def _choose(located: list[tuple[dict[str, Any], float, float]],
     return box, lat, lon, dists[i]
 
 
-
-
 def _coord(value: object, limit: float) -> float | None:
     number = api.finite_number(value)
     return number if number is not None and abs(number) <= limit and number != 0 else None
@@ -144,18 +137,11 @@ def _box_id(box: dict[str, Any]) -> str | None:
     return None
 
 
-
-
 ADAPTER = api.Adapter(
-    name="buergerwolke",
-    title="BürgerWOLKE",
-    provider="Stadt Soest, Stadtwerke Soest (BürgerWOLKE)",
+    name="buergerwolke", title="BürgerWOLKE", provider="Stadt Soest, Stadtwerke Soest (BürgerWOLKE)",
     dataset="BürgerWOLKE sensor boxes, latest raw values (Node-RED weather2)",
     license="unknown (open data of Stadt Soest; no licence published)",
     attribution="BürgerWOLKE Soest (Stadt Soest, Stadtwerke Soest, Fraunhofer IOSB-INA)",
-    info_url="https://urbanedaten-soest.de/grafana/d/OkOUx1yMk/karte",
-    fields=frozenset(FIELDS),
-    options=Options,
-    request=request,
-    parse=parse,
+    info_url="https://urbanedaten-soest.de/grafana/d/OkOUx1yMk/karte", fields=frozenset(FIELDS), options=Options,
+    request=request, parse=parse,
 )

@@ -52,15 +52,12 @@ def request(opts: Options, base_url: str) -> api.Request:
     params = {"lat": f"{opts.latitude:.4f}", "lon": f"{opts.longitude:.4f}"}
     if opts.warn_cell_id is not None:
         params = {"warn_cell_id": str(opts.warn_cell_id)}
-    return api.Request(url=f"{base_url.rstrip('/')}/alerts", params=params)
+    return api.get(base_url, "/alerts", params)
 
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
-    alerts = data.get("alerts")
-    if not isinstance(alerts, list):
-        kind = "upstream_error" if "detail" in data else "bad_schema"
-        raise api.ParseError(f"no 'alerts' list in the response: {api.clip(data.get('detail'), 120)}", kind=kind)
+    alerts = api.member(data, "alerts", list, f"the response: {api.clip(data.get('detail'), 120)}", ("detail",))
     active: list[dict[str, Any]] = []
     upcoming: list[dict[str, Any]] = []
     pre_alerts: list[dict[str, Any]] = []
@@ -81,9 +78,10 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     known = [w["severity"] for w in active if w["severity"]]
     highest = "none" if not active else max(known, key=SEVERITIES.index, default=None)
     values: dict[str, tuple[object, dict[str, Any]]] = {
-        "count": (len(active), {"upcoming": _listed(upcoming, SHORT), "pre_alerts": _listed(pre_alerts, SHORT)}),
+        "count": (len(active), {"upcoming": api.listed(upcoming, SHORT, MAX_LISTED),
+                                "pre_alerts": api.listed(pre_alerts, SHORT, MAX_LISTED)}),
         "highest_severity": (highest, {}),
-        "headline": (active[0]["headline"] if active else None, {"warnings": _listed(active, PUBLIC)}),
+        "headline": (active[0]["headline"] if active else None, {"warnings": api.listed(active, PUBLIC, MAX_LISTED)}),
     }
     for hazard in HAZARDS:
         events = [w["event"] for w in active if hazard in w["hazards"]]
@@ -94,8 +92,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
 
 def _warning(item: dict[str, Any]) -> dict[str, Any]:
     """One alert reduced to what we publish."""
-    code = item.get("event_code")
-    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    code = api.integer(item.get("event_code"))
     event_en = item.get("event_en") if isinstance(item.get("event_en"), str) else ""
     if code in KNOWN_CODES:
         hazards = {h for h, codes in HAZARDS.items() if code in codes}
@@ -103,30 +100,16 @@ def _warning(item: dict[str, Any]) -> dict[str, Any]:
         hazards = {h for h, pattern in KEYWORDS.items() if pattern.search(event_en.lower())}
     severity = item.get("severity")
     return {
-        "event": _text(item.get("event_de"), 80) or _text(event_en, 80),
+        "event": api.text(item.get("event_de"), 80) or api.text(event_en, 80),
         "event_code": code,
         "severity": severity if severity in SEVERITIES[1:] else None,
         "onset": api.local_datetime(item.get("onset"), UTC) or api.local_datetime(item.get("effective"), UTC),
         "expires": api.local_datetime(item.get("expires"), UTC),
-        "headline": _text(item.get("headline_de"), 255) or _text(item.get("headline_en"), 255),
-        "description": _text(item.get("description_de"), api.MAX_TEXT),
-        "instruction": _text(item.get("instruction_de"), api.MAX_TEXT),
+        "headline": api.text(item.get("headline_de"), 255) or api.text(item.get("headline_en"), 255),
+        "description": api.text(item.get("description_de"), api.MAX_TEXT),
+        "instruction": api.text(item.get("instruction_de"), api.MAX_TEXT),
         "hazards": hazards,
     }
-
-
-def _listed(warnings: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Attribute entries; times as ISO strings so the attributes stay plain JSON."""
-    return [{k: w[k].isoformat() if isinstance(w[k], datetime) else w[k] for k in keys}
-            for w in warnings[:MAX_LISTED]]
-
-
-def _text(value: object, limit: int) -> str | None:
-    if not isinstance(value, str):
-        return None
-    return api.clip(value, limit) or None
-
-
 
 
 def _station(location: object) -> api.Station | None:
@@ -137,16 +120,11 @@ def _station(location: object) -> api.Station | None:
 
 
 ADAPTER = api.Adapter(
-    name="dwd_alerts",
-    title="Weather warnings",
-    provider="Deutscher Wetterdienst (via Bright Sky)",
+    name="dwd_alerts", title="Weather warnings", provider="Deutscher Wetterdienst (via Bright Sky)",
     dataset="Official weather warnings for municipalities (CAP, COMMUNEUNION)",
     license="CC BY 4.0 (DWD terms of use); Bright Sky is free to use",
     attribution="Quelle: Deutscher Wetterdienst, via Bright Sky (brightsky.dev)",
-    info_url="https://brightsky.dev/docs/#/operations/getAlerts",
-    fields=FIELDS,
-    options=Options,
-    request=request,
+    info_url="https://brightsky.dev/docs/#/operations/getAlerts", fields=FIELDS, options=Options, request=request,
     parse=parse,
     reevaluate=True,  # a warning stops counting at its `expires` without a new fetch
 )

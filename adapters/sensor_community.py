@@ -14,10 +14,6 @@ from gateway import adapter_api as api
 Converter = Callable[[float], float] | None
 
 
-def pa_to_hpa(pressure: float) -> float:
-    return pressure / 100.0
-
-
 # Our field -> (upstream value_type, converter, physical range in our unit, MAD floor in our unit).
 # Values outside the range are sensor faults (an SDS011 saturates at 999.9 μg/m³); the floor keeps a
 # near-zero spread from turning every small difference into an "outlier". Pressure is the sensor's
@@ -27,7 +23,7 @@ QUANTITIES: dict[str, tuple[str, Converter, tuple[float, float], float]] = {
     "pm25": ("P2", None, (0.0, 999.0), 1.0),
     "temperature": ("temperature", None, (-40.0, 60.0), 0.5),
     "humidity": ("humidity", None, (0.0, 100.0), 2.0),
-    "pressure": ("pressure", pa_to_hpa, (850.0, 1100.0), 1.0),
+    "pressure": ("pressure", api.pa_to_hpa, (850.0, 1100.0), 1.0),
 }
 FIELDS = (*QUANTITIES, "sensor_count")
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
@@ -44,7 +40,7 @@ class Options(api.AdapterOptions):
 
 def request(opts: Options, base_url: str) -> api.Request:
     area = f"{opts.latitude:.4f},{opts.longitude:.4f},{opts.radius_km:g}"
-    return api.Request(url=f"{base_url.rstrip('/')}/airrohr/v1/filter/area={area}")
+    return api.get(base_url, f"/airrohr/v1/filter/area={area}")
 
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
@@ -133,20 +129,10 @@ def _stamp(value: object) -> datetime | None:
         return None
 
 
-
-
-
-
 ADAPTER = api.Adapter(
-    name="sensor_community",
-    title="Citizen sensors",
-    provider="sensor.community",
-    dataset="Measurements of the last 5 minutes within a radius (airrohr API v1)",
-    license="ODbL 1.0",
+    name="sensor_community", title="Citizen sensors", provider="sensor.community",
+    dataset="Measurements of the last 5 minutes within a radius (airrohr API v1)", license="ODbL 1.0",
     attribution="sensor.community contributors (ODbL)",
-    info_url="https://github.com/opendata-stuttgart/meta/wiki/EN-APIs",
-    fields=frozenset(FIELDS),
-    options=Options,
-    request=request,
-    parse=parse,
+    info_url="https://github.com/opendata-stuttgart/meta/wiki/EN-APIs", fields=frozenset(FIELDS), options=Options,
+    request=request, parse=parse,
 )

@@ -42,12 +42,11 @@ class Options(api.AdapterOptions):
 
 def request(opts: Options, base_url: str) -> api.Request:
     params = {"station": opts.station_id, "time_from": opts.time_from, "time_to": opts.time_to}
-    return api.Request(url=f"{base_url.rstrip('/')}/airquality/json",
-                   params={k: str(v) for k, v in params.items() if v is not None})
+    return api.get(base_url, "/airquality/json", {k: str(v) for k, v in params.items() if v is not None})
 
 
 def lookup_request(opts: Options, base_url: str) -> api.Request:
-    return api.Request(url=f"{base_url.rstrip('/')}/stations/json", params={"use": "airquality", "lang": "de"})
+    return api.get(base_url, "/stations/json", {"use": "airquality", "lang": "de"})
 
 
 def lookup_parse(body: bytes, opts: Options) -> dict[str, Any]:
@@ -101,7 +100,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
 def _newest_row(data: dict[str, Any], opts: Options) -> tuple[tuple[datetime, datetime] | None, list[Any]]:
     """The (start, end) and row of the newest hour of our station; (None, []) when there is no data."""
     if "data" not in data:
-        kind = "upstream_error" if {"error", "errors", "message"} & data.keys() else "bad_schema"
+        kind = api.error_kind(data, ("error", "errors", "message"))
         raise api.ParseError("no 'data' in the air quality response", kind=kind)
     by_station = data["data"] if data["data"] != [] else {}  # PHP encodes an empty map as []
     if not isinstance(by_station, dict):
@@ -125,9 +124,8 @@ def _newest_row(data: dict[str, Any], opts: Options) -> tuple[tuple[datetime, da
 
 def _station(opts: Options) -> api.Station:
     lat, lon = opts.station_lat, opts.station_lon
-    known = lat is not None and lon is not None
-    return api.Station(name=opts.station_name or opts.station_code, id=opts.station_code, latitude=lat, longitude=lon,
-                   distance_m=api.distance_m(opts.latitude, opts.longitude, lat, lon) if known else None)
+    where = (lat, lon) if lat is not None and lon is not None else None
+    return api.station_at(opts.station_name or opts.station_code, where, opts, id=opts.station_code)
 
 
 def _hour(key: object) -> tuple[datetime, datetime] | None:
@@ -141,8 +139,6 @@ def _hour(key: object) -> tuple[datetime, datetime] | None:
         return None
 
 
-
-
 def _integer(value: object) -> int | None:
     amount = api.number(value)
     return int(amount) if amount is not None and amount.is_integer() else None
@@ -154,16 +150,10 @@ def _index(value: object) -> int | None:
 
 
 ADAPTER = api.Adapter(
-    name="uba_air",
-    title="Air quality",
-    provider="Umweltbundesamt",
-    dataset="Air quality index and 1-hour values (air_data API v3)",
-    license="dl-de/by-2-0",
+    name="uba_air", title="Air quality", provider="Umweltbundesamt",
+    dataset="Air quality index and 1-hour values (air_data API v3)", license="dl-de/by-2-0",
     attribution="Umweltbundesamt (data of the current year are provisional)",
-    info_url="https://www.umweltbundesamt.de/daten/luft/luftdaten",
-    fields=frozenset(FIELDS),
-    options=Options,
-    request=request,
-    parse=parse,
+    info_url="https://www.umweltbundesamt.de/daten/luft/luftdaten", fields=frozenset(FIELDS), options=Options,
+    request=request, parse=parse,
     lookup=api.Lookup(needed=lambda o: o.station_id is None, request=lookup_request, parse=lookup_parse),
 )

@@ -182,17 +182,11 @@ def _stamp(component: Any, zone: ZoneInfo) -> datetime | None:
 
 
 ADAPTER = api.Adapter(
-    name="waste_calendar",
-    title="Waste collection",
-    provider="Kreis Soest (Abfall-App, abfall-app.net)",
+    name="waste_calendar", title="Waste collection", provider="Kreis Soest (Abfall-App, abfall-app.net)",
     dataset="Waste collection calendar (iCalendar export)",
     license="Terms of the Kreis Soest waste app (abfall-app.net); for personal use",
-    attribution="Abfallkalender Kreis Soest (abfall-app.net)",
-    info_url="https://soest.abfall-app.net",
-    fields=frozenset(f"{key}_{suffix}" for key in DEFAULT_TYPES for suffix in VALUES),
-    options=Options,
-    request=request,
-    parse=parse,
-    dynamic_fields=lambda opts: frozenset(f"{key}_{suffix}" for key in opts.types for suffix in VALUES),
+    attribution="Abfallkalender Kreis Soest (abfall-app.net)", info_url="https://soest.abfall-app.net",
+    fields=frozenset(f"{key}_{suffix}" for key in DEFAULT_TYPES for suffix in VALUES), options=Options, request=request,
+    parse=parse, dynamic_fields=lambda opts: frozenset(f"{key}_{suffix}" for key in opts.types for suffix in VALUES),
     reevaluate=True,
 )
