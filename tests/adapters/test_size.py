@@ -45,7 +45,8 @@ def table() -> dict[str, int]:
 
 
 def test_code_lines_are_counted_without_comments_blank_lines_and_docstrings():
-    source = '"""Module."""\n\n# a comment\nX = (\n    1,  # inline\n)\n\n\ndef f():\n    """Doc\n    string."""\n    return """not a\ndocstring"""\n'
+    source = ('"""Module."""\n\n# a comment\nX = (\n    1,  # inline\n)\n\n\n'
+              'def f():\n    """Doc\n    string."""\n    return """not a\ndocstring"""\n')
     assert code_lines(source) == 6  # X = (, 1, ), def, return """not a, docstring"""
 
 
