@@ -58,36 +58,30 @@ def request(opts: Options, base_url: str) -> api.Request:
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
     alerts = api.member(data, "alerts", list, f"the response: {api.clip(data.get('detail'), 120)}", ("detail",))
-    active: list[dict[str, Any]] = []
-    upcoming: list[dict[str, Any]] = []
-    pre_alerts: list[dict[str, Any]] = []
+    groups: dict[str, list[dict[str, Any]]] = {"active": [], "upcoming": [], "pre_alerts": [], "expired": []}
     for item in alerts:
         # Test messages are not warnings; a missing status counts, as missing a warning is worse.
         if not isinstance(item, dict) or item.get("status") == "test":
             continue
-        if not EXPECTED.intersection(item):
-            raise api.ParseError("an alert has none of the expected fields", kind="bad_schema")
+        api.expect_any(item, EXPECTED, "an alert has none of the expected fields")
         warning = _warning(item)
-        if warning["expires"] is not None and warning["expires"] <= now:
-            continue
-        if item.get("urgency") == "future":  # a "Vorabinformation" reuses codes such as 40 for another meaning
-            pre_alerts.append(warning)
-        else:
-            (upcoming if warning["onset"] is not None and warning["onset"] > now else active).append(warning)
+        phase = api.phase(warning["onset"], warning["expires"], now)
+        # A "Vorabinformation" (urgency future) reuses codes such as 40 for another meaning.
+        groups["pre_alerts" if phase != "expired" and item.get("urgency") == "future" else phase].append(warning)
+    active = groups["active"]
     active.sort(key=lambda w: (-SEVERITIES.index(w["severity"] or "none"), w["onset"] or now))
     known = [w["severity"] for w in active if w["severity"]]
     highest = "none" if not active else max(known, key=SEVERITIES.index, default=None)
-    values: dict[str, tuple[object, dict[str, Any]]] = {
-        "count": (len(active), {"upcoming": api.listed(upcoming, SHORT, MAX_LISTED),
-                                "pre_alerts": api.listed(pre_alerts, SHORT, MAX_LISTED)}),
+    values: dict[str, tuple[api.Value, dict[str, Any]]] = {
+        "count": (len(active), {"upcoming": api.listed(groups["upcoming"], SHORT, MAX_LISTED),
+                                "pre_alerts": api.listed(groups["pre_alerts"], SHORT, MAX_LISTED)}),
         "highest_severity": (highest, {}),
         "headline": (active[0]["headline"] if active else None, {"warnings": api.listed(active, PUBLIC, MAX_LISTED)}),
     }
     for hazard in HAZARDS:
         events = [w["event"] for w in active if hazard in w["hazards"]]
         values[hazard] = (bool(events), {"events": events[:MAX_LISTED]})
-    station = _station(data.get("location"))
-    return [api.Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
+    return api.readings(values, now, _station(data.get("location")))
 
 
 def _warning(item: dict[str, Any]) -> dict[str, Any]:

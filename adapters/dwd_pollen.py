@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
@@ -50,24 +49,19 @@ def request(opts: Options, base_url: str) -> api.Request:
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
     content = api.member(data, "content", list, "s31fg.json", errors=())
-    zone = ZoneInfo(opts.timezone)
-    issued = api.local_datetime(data.get("last_update"), zone)
-    if issued is None:
-        raise api.ParseError(f"last_update {api.clip(data.get('last_update'), 40)!r} is not 'YYYY-MM-DD HH:MM Uhr'",
-                         kind="bad_schema")
+    issued = api.require(api.local_datetime(data.get("last_update"), opts.zone),
+                         f"last_update {api.clip(data.get('last_update'), 40)!r} is not 'YYYY-MM-DD HH:MM Uhr'")
     # An empty `content` is a valid file without forecasts: every value is None.
     entry = api.pick(content, "region_id", lambda c: _matches(c, opts),
                  f"region {opts.region_id}/{opts.partregion_id}") or {}
-    pollen = entry.get("Pollen")
-    pollen = pollen if isinstance(pollen, dict) else {}
+    pollen = api.as_dict(entry.get("Pollen"))
     texts = _legend(data.get("legend"))
     station = _station(entry)
     readings: list[api.Reading] = []
     for kind, upstream in POLLEN.items():
-        days = pollen.get(upstream)
-        days = days if isinstance(days, dict) else {}
+        days = api.as_dict(pollen.get(upstream))
         for our_day, offset in OUR_DAYS.items():
-            day = api.day_key(DAYS, issued.date(), now, zone, offset)
+            day = api.day_key(DAYS, issued.date(), now, opts.zone, offset)
             raw = days.get(day) if day else None
             code = str(raw).strip() if isinstance(raw, str | int) and not isinstance(raw, bool) else ""
             level, label = LEVELS.get(code, (None, None))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
@@ -42,20 +41,17 @@ def request(opts: Options, base_url: str) -> api.Request:
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
     content = api.member(data, "content", list, "uvi.json", errors=())
-    zone = ZoneInfo(opts.timezone)
-    updated = api.local_datetime(data.get("last_update"), zone)
-    issued = api.iso_date(data.get("forecast_day")) or (updated.date() if updated else None)
-    if issued is None:
-        raise api.ParseError("uvi.json has neither a forecast_day nor a last_update", kind="bad_schema")
+    updated = api.local_datetime(data.get("last_update"), opts.zone)
+    issued = api.require(api.iso_date(data.get("forecast_day")) or (updated.date() if updated else None),
+                         "uvi.json has neither a forecast_day nor a last_update")
     # An empty `content` is a valid file without forecasts: every value is None.
     entry = api.pick(content, "city", lambda c: c["city"] == opts.city, f"city {opts.city!r}") or {}
-    forecast = entry.get("forecast")
-    forecast = forecast if isinstance(forecast, dict) else {}
+    forecast = api.as_dict(entry.get("forecast"))
     base = {"forecast_day": issued.isoformat(), "next_update": api.clip(data.get("next_update"), 40)}
     station = api.station_at(opts.city, CITY_POSITIONS.get(opts.city), opts)
     readings: list[api.Reading] = []
     for field, offset in UV_FIELDS.items():
-        day = api.day_key(DAYS, issued, now, zone, offset)
+        day = api.day_key(DAYS, issued, now, opts.zone, offset)
         value = api.finite_number(forecast.get(day)) if day else None
         uv = round(value) if value is not None else None
         readings.append(api.Reading(field, uv, updated or now, station, {**base, "upstream_day": day}))

@@ -54,28 +54,21 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
         if key not in latest or _order(warning) >= _order(latest[key]):
             latest[key] = warning
     wanted = {p.upper() for p in opts.providers} if opts.providers is not None else None
-    active: list[dict[str, Any]] = []
-    cancelled: list[dict[str, Any]] = []
-    upcoming: list[dict[str, Any]] = []
+    groups: dict[str, list[dict[str, Any]]] = {"active": [], "upcoming": [], "cancelled": [], "expired": []}
     for w in sorted(latest.values(), key=_sent, reverse=True):  # newest first
-        if wanted is not None and (w["provider"] or "").upper() not in wanted:
-            continue
-        if (w["msg_type"] or "").lower() == "cancel" or w["valid"] is False:
-            cancelled.append(w)
-        elif w["expires"] is not None and w["expires"] <= now:
-            continue  # not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample]
-        else:
-            (upcoming if w["onset"] is not None and w["onset"] > now else active).append(w)
+        if wanted is None or (w["provider"] or "").upper() in wanted:
+            # Expiry is not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample].
+            withdrawn = (w["msg_type"] or "").lower() == "cancel" or w["valid"] is False
+            groups["cancelled" if withdrawn else api.phase(w["onset"], w["expires"], now)].append(w)
+    active = groups["active"]
     highest = max((w["severity"] for w in active), key=SEVERITIES.index, default="none")
-    station = api.Station(name=opts.area_name, id=opts.ars)
-    values: dict[str, tuple[object, dict[str, Any]]] = {
+    return api.readings({
         "count": (len(active), {"warnings": api.listed(active, ITEM, MAX_LISTED), "upcoming": api.listed(
-            upcoming, ITEM, 5), "cancelled": api.listed(cancelled, ITEM, 5)}),
+            groups["upcoming"], ITEM, 5), "cancelled": api.listed(groups["cancelled"], ITEM, 5)}),
         "highest_severity": (highest, {}),
         "latest_headline": (active[0]["headline"] if active else None,
                             {"id": active[0]["id"], "provider": active[0]["provider"]} if active else {}),
-    }
-    return [api.Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
+    }, now, api.Station(name=opts.area_name, id=opts.ars))
 
 
 def _warning(item: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +105,6 @@ ADAPTER = api.Adapter(
             "(\"darf nur inhaltlich unverändert und nicht zu gewerblichen Zwecken verwendet werden\", MoWaS)",
     attribution="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK), NINA", info_url="https://nina.api.bund.dev/",
     fields=FIELDS, options=Options, request=request, parse=parse,
-    # False: the dashboard item has no expiry of its own (rarely onset/expires, honoured at each
-    # fetch); a poll every few minutes is what decides when a message is gone.
-    reevaluate=False,
+    # reevaluate stays False: the dashboard item has no expiry of its own (rarely onset/expires,
+    # honoured at each fetch); a poll every few minutes is what decides when a message is gone.
 )

@@ -37,59 +37,53 @@ class Options(api.AdapterOptions):
 
 
 def request(opts: Options, base_url: str) -> api.Request:
-    params = {
-        "latitude": f"{opts.latitude:.4f}",
-        "longitude": f"{opts.longitude:.4f}",
+    return api.get(base_url, "/v1/forecast", {
+        **api.point(opts, "latitude", "longitude"),
         "timezone": opts.timezone,
         "current": ",".join([*CURRENT.values(), "is_day"]),
         "hourly": ",".join(HOURLY),
         "forecast_days": "2",  # the 3-hour window after 21:00 reaches into tomorrow
         "wind_speed_unit": "kmh",
-    }
-    return api.get(base_url, "/v1/forecast", params)
+    })
 
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
     if data.get("error") not in (None, False):  # HTTP 400 {"error": true, "reason": "Latitude must be ..."}
         raise api.ParseError(f"Open-Meteo error: {api.clip(data.get('reason'), 200)}", kind="upstream_error")
-    current = data.get("current")
-    current = current if isinstance(current, dict) else {}
-    hourly = data.get("hourly")
-    hourly = hourly if isinstance(hourly, dict) else {}
+    current = api.as_dict(data.get("current"))
+    hourly = api.as_dict(data.get("hourly"))
     if not ({*CURRENT.values(), "is_day"}.intersection(current) or set(HOURLY).intersection(hourly)):
         raise api.ParseError("neither 'current' nor 'hourly' has any expected variable", kind="bad_schema")
     zone = _zone(data.get("utc_offset_seconds"), opts.timezone)
     observed = api.local_datetime(current.get("time"), zone) or now
-    times = hourly.get("time")
-    times = [api.local_datetime(t, zone) for t in times] if isinstance(times, list) else []
+    times = [api.local_datetime(t, zone) for t in api.as_list(hourly.get("time"))]
+    series = {variable: _series(times, hourly.get(variable)) for variable in HOURLY}
     station = api.station_at("Open-Meteo model grid", api.position(data.get("latitude"), data.get("longitude")), opts)
-
-    def series(variable: str) -> list[tuple[datetime, float]]:
-        values = hourly.get(variable)
-        values = values if isinstance(values, list) else []
-        return [(t, n) for t, v in zip(times, values, strict=False)
-                if t is not None and (n := api.finite_number(v)) is not None]
-
     readings: list[api.Reading] = []
     for field, variable in CURRENT.items():
         value, source = api.finite_number(current.get(variable)), "current"
         if value is None and variable in RADIATION:
             # The hourly value whose hour contains the current time.
-            value = next((n for t, n in series(variable) if t - HOUR < observed <= t), None)
+            value = next((n for t, n in series[variable] if t - HOUR < observed <= t), None)
             source = "hourly" if value is not None else None
-        attrs = {"upstream_field": variable, "source": source}
-        readings.append(api.Reading(field, value, observed, station, attrs))
+        readings.append(api.Reading(field, value, observed, station, {"upstream_field": variable, "source": source}))
     is_day = api.finite_number(current.get("is_day"))
     readings.append(api.Reading("is_day", bool(is_day) if is_day in (0.0, 1.0) else None, observed, station,
-                            {"upstream_field": "is_day"}))
+                                {"upstream_field": "is_day"}))
     for field, (variable, combine) in LOOK_AHEAD.items():
         # Every hour overlapping (now, now + 3 h]: a gust late in the current hour still counts.
-        window = [n for t, n in series(variable) if t > now and t - HOUR < now + WINDOW]
+        window = [n for t, n in series[variable] if t > now and t - HOUR < now + WINDOW]
         value = api.finite_number(combine(window)) if window else None
         attrs = {"upstream_field": variable, "hours": len(window)}
         readings.append(api.Reading(field, value, observed, station, attrs))
     return readings
+
+
+def _series(times: list[datetime | None], values: object) -> list[tuple[datetime, float]]:
+    """(hour end, value) of an hourly variable, without hours whose time or value is missing."""
+    return [(t, n) for t, v in zip(times, api.as_list(values), strict=False)
+            if t is not None and (n := api.finite_number(v)) is not None]
 
 
 def _zone(offset: object, name: str) -> tzinfo:

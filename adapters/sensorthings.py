@@ -53,28 +53,24 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     if not set(opts.datastreams.values()) & by_name.keys():
         raise api.ParseError("the Thing has none of the configured Datastreams", kind="not_found")
     station = _station(thing, opts)
-    readings: list[api.Reading] = []
-    for alias, name in opts.datastreams.items():
-        stream = by_name.get(name)
-        attributes: dict[str, Any] = {"datastream": api.clip(name, 200)}
-        if stream is None:
-            attributes["note"] = "no Datastream of this name"
-            readings.append(api.Reading(alias, None, now, station, attributes))
-            continue
-        unit = stream.get("unitOfMeasurement")
-        attributes["upstream_unit"] = api.clip(unit.get("symbol"), 40) if isinstance(unit, dict) else None
-        attributes["datastream_id"] = _iot_id(stream)
-        observations = stream.get("Observations")
-        latest = observations[0] if isinstance(observations, list) and observations else None
-        if not isinstance(latest, dict):
-            readings.append(api.Reading(alias, None, now, station, {**attributes, "note": "no Observation yet"}))
-            continue
-        end = latest.get("phenomenonTime")  # an instant, or an interval "start/end"
-        observed_at = api.aware_datetime(end.rsplit("/", 1)[-1].strip()) if isinstance(end, str) else None
-        if observed_at is None:
-            attributes["note"] = "phenomenonTime missing or without UTC offset; fetch time used"
-        readings.append(api.Reading(alias, api.number(latest.get("result")), observed_at or now, station, attributes))
-    return readings
+    return [_reading(alias, name, by_name.get(name), now, station) for alias, name in opts.datastreams.items()]
+
+
+def _reading(alias: str, name: str, stream: dict[str, Any] | None, now: datetime, station: api.Station) -> api.Reading:
+    """The newest Observation of one Datastream; without a Datastream or Observation, None and a note why."""
+    attributes: dict[str, Any] = {"datastream": api.clip(name, 200)}
+    if stream is None:
+        return api.Reading(alias, None, now, station, {**attributes, "note": "no Datastream of this name"})
+    attributes["upstream_unit"] = api.clip(api.as_dict(stream.get("unitOfMeasurement")).get("symbol"), 40)
+    attributes["datastream_id"] = _iot_id(stream)
+    latest = next(iter(api.as_list(stream.get("Observations"))), None)
+    if not isinstance(latest, dict):
+        return api.Reading(alias, None, now, station, {**attributes, "note": "no Observation yet"})
+    end = latest.get("phenomenonTime")  # an instant, or an interval "start/end"
+    observed_at = api.aware_datetime(end.rsplit("/", 1)[-1].strip()) if isinstance(end, str) else None
+    if observed_at is None:
+        attributes["note"] = "phenomenonTime missing or without UTC offset; fetch time used"
+    return api.Reading(alias, api.number(latest.get("result")), observed_at or now, station, attributes)
 
 
 def _iot_id(entity: dict[str, Any]) -> str | None:

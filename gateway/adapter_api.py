@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,12 +22,19 @@ from gateway.records import Reading, Request, Station, Value
 from gateway.units import kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
 
 __all__ = [
-    "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "Lookup", "ParseError", "Reading", "Request", "Station",
-    "Value", "aware_datetime", "check_timezone", "clip", "day_key", "dig", "distance_m", "error_kind",
-    "finite_number", "get", "integer", "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "listed", "load_json",
-    "load_json_array", "load_json_object", "local_datetime", "member", "number", "pa_to_hpa", "pick", "position",
-    "station_at", "text", "uw_per_cm2_to_w_per_m2",
+    "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldTable", "Lookup", "ParseError", "Read", "Reading",
+    "Request", "Station", "Value", "as_dict", "as_list", "aware_datetime", "check_timezone", "clip", "converted",
+    "day_key", "dig", "distance_m", "error_kind", "expect_any", "finite_number", "get", "integer", "iso_date",
+    "kwh_per_m2_per_10min_to_w_per_m2", "listed", "load_json", "load_json_array", "load_json_object",
+    "local_datetime", "member", "number", "one_of", "pa_to_hpa", "phase", "pick", "point", "position",
+    "read_fields", "readings", "require", "station_at", "text", "uw_per_cm2_to_w_per_m2",
 ]
+
+T = TypeVar("T")
+Read = Callable[[object], Value]
+"""How a field table reads one upstream value: e.g. ``finite_number``, ``converted(pa_to_hpa)``, ``one_of(...)``."""
+FieldTable = Mapping[str, tuple[str, Read | None]]
+"""Our field -> (upstream key, how it is read); None reads a finite number as it is."""
 
 
 def check_timezone(value: str) -> str:
@@ -50,6 +57,11 @@ class AdapterOptions(BaseModel):
     elevation: float = 0.0
 
     _zone = field_validator("timezone")(classmethod(lambda cls, value: check_timezone(value)))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """``timezone`` as a ZoneInfo (validated above, so this cannot fail)."""
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,11 @@ def get(base_url: str, path: str, params: Mapping[str, str] | None = None,
         accept: str = "application/json") -> Request:
     """A GET of ``path`` (starting with "/") below the source's base_url from topics.yaml."""
     return Request(url=base_url.rstrip("/") + path, params=dict(params or {}), accept=accept)
+
+
+def point(opts: AdapterOptions, latitude: str = "lat", longitude: str = "lon") -> dict[str, str]:
+    """The configured coordinates as query parameters with 4 decimals (about 10 m), under the API's names."""
+    return {latitude: f"{opts.latitude:.4f}", longitude: f"{opts.longitude:.4f}"}
 
 
 # --- JSON bodies -------------------------------------------------------------------------------
@@ -173,6 +190,29 @@ def dig(value: object, *path: str) -> object:
     return value
 
 
+def as_dict(value: object) -> dict[Any, Any]:
+    """``value`` if it is a JSON object, else an empty one: for optional parts of a response."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty one: for optional parts of a response."""
+    return value if isinstance(value, list) else []
+
+
+def require(value: T | None, problem: str, kind: str = "bad_schema") -> T:
+    """``value``, or ParseError ``problem`` when it is None: for what a response cannot do without."""
+    if value is None:
+        raise ParseError(problem, kind=kind)
+    return value
+
+
+def expect_any(record: Mapping[str, Any], keys: Iterable[str], problem: str) -> None:
+    """ParseError ``bad_schema`` unless ``record`` has one of ``keys``: the source renamed all of its fields."""
+    if set(keys).isdisjoint(record):
+        raise ParseError(problem, kind="bad_schema")
+
+
 # --- values ------------------------------------------------------------------------------------
 
 MAX_TEXT = 500
@@ -220,6 +260,41 @@ def integer(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def converted(convert: Callable[[float], float], read: Callable[[object], float | None] = finite_number) -> Read:
+    """A field-table reader: the number ``read`` finds, in our unit (``convert``s it), or None."""
+    def read_converted(value: object) -> float | None:
+        amount = read(value)
+        return convert(amount) if amount is not None else None
+    return read_converted
+
+
+def one_of(allowed: Iterable[str]) -> Read:
+    """A field-table reader for enums: the text if it is one of ``allowed`` (the options Home Assistant was
+    told about), else None."""
+    options = frozenset(allowed)
+    return lambda value: value if isinstance(value, str) and value in options else None
+
+
+def read_fields(record: Mapping[str, Any], table: FieldTable, observed_at: datetime,
+                station: Station | Callable[[str], Station | None] | None) -> list[Reading]:
+    """One Reading per field of ``table`` from ``record``, with its upstream key as the attribute ``upstream_field``.
+
+    ``station`` is a Station, or a function of the upstream key for sources that mix stations per field.
+    """
+    readings: list[Reading] = []
+    for field, (key, read) in table.items():
+        value = (read or finite_number)(record.get(key))
+        where = station(key) if callable(station) else station
+        readings.append(Reading(field, value, observed_at, where, {"upstream_field": key}))
+    return readings
+
+
+def readings(values: Mapping[str, tuple[Value, Mapping[str, Any]]], observed_at: datetime,
+             station: Station | None) -> list[Reading]:
+    """Readings from a table of field -> (value, attributes), all observed at one time at one station."""
+    return [Reading(field, value, observed_at, station, attrs) for field, (value, attrs) in values.items()]
+
+
 def listed(items: Sequence[Mapping[str, Any]], keys: Iterable[str], limit: int) -> list[dict[str, Any]]:
     """Attribute entries, at most ``limit``; times as ISO strings so attributes stay plain JSON."""
     return [{k: v.isoformat() if isinstance(v := item[k], datetime) else v for k in keys} for item in items[:limit]]
@@ -265,6 +340,14 @@ def day_key(days: Sequence[str], issued: date, now: datetime, zone: tzinfo, offs
     """
     index = (now.astimezone(zone).date() - issued).days + offset
     return days[index] if 0 <= index < len(days) else None
+
+
+def phase(onset: datetime | None, expires: datetime | None, now: datetime) -> str:
+    """Where a warning stands at ``now``: "expired" once ``expires`` has passed, "upcoming" before ``onset``,
+    else "active" (an unknown onset or expiry does not hide a warning)."""
+    if expires is not None and expires <= now:
+        return "expired"
+    return "upcoming" if onset is not None and onset > now else "active"
 
 
 # --- places ------------------------------------------------------------------------------------

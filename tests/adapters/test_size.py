@@ -20,7 +20,7 @@ from tests.helpers import ROOT
 SKIP = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
                   tokenize.ENDMARKER})
 TARGET_MEDIAN = 60  # issue #10
-CEILING_MEDIAN = 89  # measured after the move to gateway.adapter_api; lower it when adapters shrink
+CEILING_MEDIAN = 80  # measured after the shared field-table and warning helpers; lower it when adapters shrink
 DOC = ROOT / "docs" / "adapters.md"
 EXAMPLE = "dwd_uv"  # the adapter docs/adapters.md shows verbatim
 

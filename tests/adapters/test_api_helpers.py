@@ -1,0 +1,82 @@
+"""The shared helpers adapters build their parsers from: field tables, optional parts, required values, warning phases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway import adapter_api as api
+
+NOW = datetime(2026, 4, 11, 12, 0, tzinfo=UTC)
+OPTS = api.AdapterOptions(latitude=51.57123, longitude=8.10567)
+TABLE: api.FieldTable = {
+    "temperature": ("temp", None),
+    "pressure": ("pressure_pa", api.converted(api.pa_to_hpa)),
+    "condition": ("cond", api.one_of(("dry", "rain"))),
+}
+
+
+def test_field_table_reads_each_field_with_its_reader_and_names_the_upstream_field():
+    station = api.Station(name="A")
+    readings = api.read_fields({"temp": 11.5, "pressure_pa": 101_325, "cond": "rain"}, TABLE, NOW, station)
+    assert [(r.field, r.value, r.station, dict(r.attributes)) for r in readings] == [
+        ("temperature", 11.5, station, {"upstream_field": "temp"}),
+        ("pressure", 1013.25, station, {"upstream_field": "pressure_pa"}),
+        ("condition", "rain", station, {"upstream_field": "cond"}),
+    ]
+
+
+def test_field_table_gives_none_for_missing_garbage_and_unknown_enum_values():
+    readings = api.read_fields({"temp": "warm", "pressure_pa": float("nan"), "cond": "drizzle"}, TABLE, NOW, None)
+    assert [r.value for r in readings] == [None, None, None]
+
+
+def test_field_table_station_may_depend_on_the_upstream_field():
+    stations = {"temp": api.Station(name="A"), "cond": api.Station(name="B")}
+    readings = api.read_fields({}, TABLE, NOW, stations.get)
+    assert [r.station.name if r.station else None for r in readings] == ["A", None, "B"]
+
+
+def test_readings_table_keeps_field_order_and_attributes():
+    readings = api.readings({"count": (2, {"ids": [1, 2]}), "highest": ("minor", {})}, NOW, None)
+    assert [(r.field, r.value, dict(r.attributes), r.observed_at) for r in readings] == [
+        ("count", 2, {"ids": [1, 2]}, NOW), ("highest", "minor", {}, NOW)]
+
+
+def test_optional_parts_default_to_empty():
+    assert api.as_dict({"a": 1}) == {"a": 1}
+    assert api.as_dict([1]) == {}
+    assert api.as_list([1]) == [1]
+    assert api.as_list(None) == []
+
+
+def test_require_passes_values_and_classifies_a_missing_one():
+    assert api.require(0, "never") == 0
+    with pytest.raises(api.ParseError, match="^no timestamp$") as info:
+        api.require(None, "no timestamp")
+    assert info.value.kind == "bad_schema"
+
+
+def test_expect_any_rejects_a_record_with_none_of_the_keys():
+    api.expect_any({"b": 1}, ("a", "b"), "never")
+    with pytest.raises(api.ParseError, match="renamed") as info:
+        api.expect_any({"c": 1}, ("a", "b"), "renamed")
+    assert info.value.kind == "bad_schema"
+
+
+@pytest.mark.parametrize(("onset", "expires", "phase"), [
+    (None, None, "active"),
+    (NOW - timedelta(hours=1), NOW + timedelta(hours=1), "active"),
+    (NOW + timedelta(hours=1), None, "upcoming"),
+    (None, NOW, "expired"),
+    (NOW + timedelta(hours=1), NOW - timedelta(hours=1), "expired"),
+])
+def test_phase_of_a_warning(onset: datetime | None, expires: datetime | None, phase: str):
+    assert api.phase(onset, expires, NOW) == phase
+
+
+def test_point_and_zone_from_the_options():
+    assert api.point(OPTS) == {"lat": "51.5712", "lon": "8.1057"}
+    assert api.point(OPTS, "latitude", "longitude") == {"latitude": "51.5712", "longitude": "8.1057"}
+    assert str(OPTS.zone) == "Europe/Berlin"
