@@ -1,4 +1,4 @@
-"""The shared helpers adapters build their parsers from: field tables, optional parts, required values, warning phases."""
+"""Shared adapter helpers: field tables, optional parts, required values, warning phases."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_optional_parts_default_to_empty():
 
 def test_require_passes_values_and_classifies_a_missing_one():
     assert api.require(0, "never") == 0
-    with pytest.raises(api.ParseError, match="^no timestamp$") as info:
+    with pytest.raises(api.ParseError, match=r"^no timestamp$") as info:
         api.require(None, "no timestamp")
     assert info.value.kind == "bad_schema"
 
