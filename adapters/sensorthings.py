@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from gateway import adapter_api as api
 
 # Our field (the alias the user chose) -> Datastream name on the server. The defaults follow the
 # CONSTRUCTED example in sources.md §2.3 [I]; every real deployment sets its own.
 DEFAULT_DATASTREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Lufttemperatur"}
-ALIAS = re.compile(r"^[a-z0-9_]{1,64}$")
 # One request: the first matching Thing, its Locations and each Datastream's newest Observation.
 EXPAND = "Locations,Datastreams($expand=Observations($orderby=phenomenonTime desc;$top=1))"
 ERROR_KEYS = {"code", "message", "error", "type"}
@@ -22,18 +20,9 @@ ERROR_KEYS = {"code", "message", "error", "type"}
 class Options(api.AdapterOptions):
     version: str = Field(default="v1.1", pattern=r"^v\d+\.\d+$")
     thing_filter: str = Field(default="substringof('Sensorbox 37',name)", min_length=1, max_length=500)  # [I]
-    datastreams: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_DATASTREAMS), min_length=1,
-                                        max_length=50)
-
-    @field_validator("datastreams")
-    @classmethod
-    def _aliases(cls, value: dict[str, str]) -> dict[str, str]:
-        for alias, name in value.items():
-            if not ALIAS.match(alias):
-                raise ValueError(f"datastream alias {alias!r} must match ^[a-z0-9_]+$ (it becomes a field name)")
-            if not name.strip() or len(name) > 200:
-                raise ValueError(f"datastream name for {alias!r} must be 1-200 characters")
-        return value
+    # Our field (an alias) -> the Datastream's name on the server, matched exactly.
+    datastreams: dict[api.FieldKey, Annotated[api.NonBlank, Field(max_length=200)]] = Field(
+        default_factory=lambda: dict(DEFAULT_DATASTREAMS), min_length=1, max_length=50)
 
 
 def request(opts: Options, base_url: str) -> api.Request:
@@ -62,7 +51,7 @@ def _reading(alias: str, name: str, stream: dict[str, Any] | None, now: datetime
     if stream is None:
         return api.Reading(alias, None, now, station, {**attributes, "note": "no Datastream of this name"})
     attributes["upstream_unit"] = api.clip(api.as_dict(stream.get("unitOfMeasurement")).get("symbol"), 40)
-    attributes["datastream_id"] = _iot_id(stream)
+    attributes["datastream_id"] = api.identifier(stream.get("@iot.id"))
     latest = next(iter(api.as_list(stream.get("Observations"))), None)
     if not isinstance(latest, dict):
         return api.Reading(alias, None, now, station, {**attributes, "note": "no Observation yet"})
@@ -73,21 +62,12 @@ def _reading(alias: str, name: str, stream: dict[str, Any] | None, now: datetime
     return api.Reading(alias, api.number(latest.get("result")), observed_at or now, station, attributes)
 
 
-def _iot_id(entity: dict[str, Any]) -> str | None:
-    value = entity.get("@iot.id")
-    return api.clip(value, 40) if isinstance(value, str | int) and not isinstance(value, bool) else None
-
-
 def _station(thing: dict[str, Any], opts: Options) -> api.Station:
     """The Thing, placed at its first Location (a GeoJSON Point, bare or inside a Feature)."""
-    locations = thing.get("Locations")
-    geometry = api.dig(locations[0] if isinstance(locations, list) and locations else None, "location")
-    if api.dig(geometry, "type") == "Feature":
-        geometry = api.dig(geometry, "geometry")
-    coords = api.dig(geometry, "coordinates") if api.dig(geometry, "type") == "Point" else None
-    # GeoJSON order is [lon, lat].
-    where = api.position(coords[1], coords[0], api.number) if isinstance(coords, list) and len(coords) >= 2 else None
-    return api.station_at(api.text(thing.get("name"), 80) or f"Thing {_iot_id(thing)}", where, opts, id=_iot_id(thing))
+    locations = api.as_list(thing.get("Locations"))
+    where = api.geojson_position(api.dig(locations[0] if locations else None, "location"), api.number)
+    ident = api.identifier(thing.get("@iot.id"))
+    return api.station_at(api.text(thing.get("name"), 80) or f"Thing {ident}", where, opts, id=ident)
 
 
 ADAPTER = api.Adapter(

@@ -8,13 +8,14 @@ the other way round. It imports gateway.records, gateway.errors, gateway.units a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import ParseError
 from gateway.geo import distance_m
@@ -22,12 +23,13 @@ from gateway.records import Reading, Request, Station, Value
 from gateway.units import kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
 
 __all__ = [
-    "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldTable", "Lookup", "ParseError", "Read", "Reading",
-    "Request", "Station", "Value", "as_dict", "as_list", "aware_datetime", "check_timezone", "clip", "converted",
-    "day_key", "dig", "distance_m", "error_kind", "expect_any", "finite_number", "get", "integer", "iso_date",
-    "kwh_per_m2_per_10min_to_w_per_m2", "listed", "load_json", "load_json_array", "load_json_object",
-    "local_datetime", "member", "number", "one_of", "pa_to_hpa", "phase", "pick", "point", "position",
-    "read_fields", "readings", "require", "station_at", "text", "uw_per_cm2_to_w_per_m2",
+    "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup", "NonBlank",
+    "ParseError", "Read", "Reading", "Request", "Station", "Value", "as_dict", "as_list", "aware_datetime",
+    "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "day_key", "dig", "distance_m",
+    "error_kind", "expect_any", "finite_number", "geojson_position", "get", "identifier", "integer", "iso_date",
+    "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
+    "load_json_object", "local_datetime", "member", "number", "one_of", "pa_to_hpa", "phase", "pick", "point",
+    "position", "read_fields", "readings", "require", "station_at", "text", "uw_per_cm2_to_w_per_m2",
 ]
 
 T = TypeVar("T")
@@ -44,6 +46,29 @@ def check_timezone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
     return value
+
+
+FIELD_KEY = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+def check_field_key(value: str) -> str:
+    """An option key that becomes (part of) a field name, or ValueError saying what would be valid."""
+    if not FIELD_KEY.match(value):
+        raise ValueError(f"{value!r} must match ^[a-z0-9_]{{1,64}}$ (it becomes a field name)")
+    return value
+
+
+def check_not_blank(value: str) -> str:
+    """Text with at least one non-space character, kept as it is (it may be matched exactly upstream)."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+FieldKey = Annotated[str, AfterValidator(check_field_key)]
+"""An option key the user chooses that becomes a field name, e.g. a SensorThings datastream alias."""
+NonBlank = Annotated[str, AfterValidator(check_not_blank)]
+"""An option naming something upstream, e.g. a Datastream name: not blank, not stripped."""
 
 
 class AdapterOptions(BaseModel):
@@ -255,6 +280,11 @@ def number(value: object) -> float | None:
     return finite_number(value)
 
 
+def identifier(value: object, limit: int = 40) -> str | None:
+    """An id that upstream sends as text or as an integer, as clipped text; None for other types and booleans."""
+    return clip(value, limit) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
 def integer(value: object) -> int | None:
     """A JSON integer (not a bool, not a float), or None."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -293,6 +323,21 @@ def readings(values: Mapping[str, tuple[Value, Mapping[str, Any]]], observed_at:
              station: Station | None) -> list[Reading]:
     """Readings from a table of field -> (value, attributes), all observed at one time at one station."""
     return [Reading(field, value, observed_at, station, attrs) for field, (value, attrs) in values.items()]
+
+
+def latest_per_id(items: Iterable[T], id_of: Callable[[T], object], order: Callable[[T], Any]) -> list[T]:
+    """The newest item of each id, by ``order`` (the later item on a tie), in the order the ids first appear.
+
+    For message feeds where an Update or a Cancel supersedes the earlier message with the same id.
+    Items without an id (None) are each kept on their own.
+    """
+    latest: dict[tuple[bool, object], T] = {}
+    for index, item in enumerate(items):
+        ident = id_of(item)
+        key = (True, ident) if ident is not None else (False, index)
+        if key not in latest or order(item) >= order(latest[key]):
+            latest[key] = item
+    return list(latest.values())
 
 
 def listed(items: Sequence[Mapping[str, Any]], keys: Iterable[str], limit: int) -> list[dict[str, Any]]:
@@ -359,6 +404,17 @@ def position(latitude: object, longitude: object,
     if lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180:
         return None
     return lat, lon
+
+
+def geojson_position(geometry: object,
+                     read: Callable[[object], float | None] = finite_number) -> tuple[float, float] | None:
+    """(latitude, longitude) of a GeoJSON Point, bare or as a Feature's geometry; None for other shapes."""
+    if dig(geometry, "type") == "Feature":
+        geometry = dig(geometry, "geometry")
+    coordinates = dig(geometry, "coordinates") if dig(geometry, "type") == "Point" else None
+    if not isinstance(coordinates, list) or len(coordinates) < 2:
+        return None
+    return position(coordinates[1], coordinates[0], read)  # GeoJSON order is [lon, lat]
 
 
 def station_at(name: str, where: tuple[float, float] | None, opts: AdapterOptions, id: str | None = None) -> Station:

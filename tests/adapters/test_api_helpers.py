@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from gateway import adapter_api as api
 
@@ -80,3 +81,52 @@ def test_point_and_zone_from_the_options():
     assert api.point(OPTS) == {"lat": "51.5712", "lon": "8.1057"}
     assert api.point(OPTS, "latitude", "longitude") == {"latitude": "51.5712", "longitude": "8.1057"}
     assert str(OPTS.zone) == "Europe/Berlin"
+
+
+class KeyedOptions(BaseModel):
+    names: dict[api.FieldKey, api.NonBlank]
+
+
+def test_field_keys_must_be_usable_as_field_names_and_names_must_not_be_blank():
+    assert KeyedOptions(names={"pm2_5": " Feinstaub "}).names == {"pm2_5": " Feinstaub "}  # kept as written
+    for bad, problem in [({"PM": "x"}, "becomes a field name"), ({"a/b": "x"}, "becomes a field name"),
+                         ({"x" * 65: "x"}, "becomes a field name"), ({"pm": " "}, "must not be blank")]:
+        with pytest.raises(ValidationError, match=problem):
+            KeyedOptions(names=bad)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("box-37", "box-37"), (17, "17"), (" 3 ", "3"), (True, None), (1.5, None), (None, None), ("x" * 50, "x" * 39 + "…"),
+])
+def test_identifier_takes_text_or_integers(value: object, expected: str | None):
+    assert api.identifier(value) == expected
+
+
+@pytest.mark.parametrize(("geometry", "expected"), [
+    ({"type": "Point", "coordinates": [8.1, 51.5]}, (51.5, 8.1)),
+    ({"type": "Point", "coordinates": [8.1, 51.5, 90.0]}, (51.5, 8.1)),  # with an altitude
+    ({"type": "Feature", "geometry": {"type": "Point", "coordinates": [8.1, 51.5]}}, (51.5, 8.1)),
+    ({"type": "Point", "coordinates": [8.1]}, None),
+    ({"type": "Point", "coordinates": [181.0, 51.5]}, None),
+    ({"type": "Polygon", "coordinates": [[8.1, 51.5]]}, None),
+    ("51.5,8.1", None),
+    (None, None),
+])
+def test_geojson_position_reads_points_in_lon_lat_order(geometry: object, expected: tuple[float, float] | None):
+    assert api.geojson_position(geometry) == expected
+
+
+def test_geojson_position_reads_numeric_strings_when_asked():
+    point = {"type": "Point", "coordinates": ["8.1", "51.5"]}
+    assert api.geojson_position(point) is None
+    assert api.geojson_position(point, api.number) == (51.5, 8.1)
+
+
+def test_latest_per_id_keeps_the_newest_message_of_each_id_in_first_seen_order():
+    messages = [{"id": "a", "v": 1, "text": "first"}, {"id": "b", "v": 1, "text": "b"},
+                {"id": None, "v": 9, "text": "no id 1"}, {"id": "a", "v": 2, "text": "update"},
+                {"id": "a", "v": 1, "text": "stale"}, {"id": None, "v": 0, "text": "no id 2"},
+                {"id": "b", "v": 1, "text": "b again"}]
+    latest = api.latest_per_id(messages, lambda m: m["id"], lambda m: m["v"])
+    assert [m["text"] for m in latest] == ["update", "b again", "no id 1", "no id 2"]  # a tie goes to the later one
+    assert api.latest_per_id([], lambda m: m, lambda m: m) == []
