@@ -11,18 +11,16 @@ from gateway import adapter_api as api
 
 # Lowest first; "unknown" (NINA sends it, e.g. for flood messages) still means "there is a warning".
 SEVERITIES = ("none", "unknown", "minor", "moderate", "severe", "extreme")
-# Our warning attribute -> path in a dashboard item [C: bundesAPI/nina-api openapi.yaml].
-ITEM: dict[str, tuple[str, ...]] = {
-    "id": ("id",),
-    "provider": ("payload", "data", "provider"),
-    "severity": ("payload", "data", "severity"),
-    "msg_type": ("payload", "data", "msgType"),
-    "headline": ("i18nTitle", "de"),
-    "sent": ("sent",),
-    "event": ("payload", "data", "transKeys", "event"),
-}
+KNOWN_SEVERITY = api.one_of(SEVERITIES[2:])
+# Our warning attribute -> dotted path in a dashboard item [C: bundesAPI/nina-api openapi.yaml], in
+# the order the attributes list them.
+ITEM: dict[str, str] = {"id": "id", "provider": "payload.data.provider", "severity": "payload.data.severity",
+                        "msg_type": "payload.data.msgType", "headline": "i18nTitle.de", "sent": "sent",
+                        "event": "payload.data.transKeys.event"}
 FIELDS = frozenset({"count", "highest_severity", "latest_headline"})
-MAX_LISTED = 20  # active warnings listed; upcoming and cancelled ones: 5 each
+# Listed in the attributes of `count`: how many warnings of each state, newest first.
+LISTED = {"warnings": ("active", 20), "upcoming": ("upcoming", 5), "cancelled": ("cancelled", 5)}
+NEVER = datetime.min.replace(tzinfo=UTC)  # the `sent` of a message without one: older than any other
 KREIS_DIGITS = 5  # Land (2) + Regierungsbezirk (1) + Kreis (2); the dashboard only knows Kreise
 
 
@@ -34,7 +32,8 @@ def _kreis(ars: str) -> str:
 class Options(api.AdapterOptions):
     ars: Annotated[str, Field(pattern=r"^\d{12}$"), AfterValidator(_kreis)] = "059740000000"
     area_name: str = Field(default="Kreis Soest", max_length=80)  # only for the station attribute
-    providers: tuple[str, ...] | None = None  # e.g. ("MOWAS", "DWD"); None = all
+    # e.g. ("MOWAS", "DWD"), in any case; None = all
+    providers: tuple[Annotated[str, AfterValidator(str.upper)], ...] | None = None
 
 
 def request(opts: Options, base_url: str) -> api.Request:
@@ -42,69 +41,47 @@ def request(opts: Options, base_url: str) -> api.Request:
 
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
-    latest: dict[str, dict[str, Any]] = {}
-    for index, item in enumerate(api.load_json_array(body, "dashboard items")):
-        if not isinstance(item, dict):
-            continue
-        if not isinstance(api.dig(item, "payload", "data"), dict):
-            raise api.ParseError("a dashboard item has no payload.data", kind="bad_schema")
-        warning = _warning(item)
-        key = warning["id"] or f"#{index}"
-        # An Update (or a Cancel) supersedes the earlier message with the same id.
-        if key not in latest or _order(warning) >= _order(latest[key]):
-            latest[key] = warning
-    wanted = {p.upper() for p in opts.providers} if opts.providers is not None else None
-    groups: dict[str, list[dict[str, Any]]] = {"active": [], "upcoming": [], "cancelled": [], "expired": []}
-    for w in sorted(latest.values(), key=_sent, reverse=True):  # newest first
-        if wanted is None or (w["provider"] or "").upper() in wanted:
-            # Expiry is not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample].
-            withdrawn = (w["msg_type"] or "").lower() == "cancel" or w["valid"] is False
-            groups["cancelled" if withdrawn else api.phase(w["onset"], w["expires"], now)].append(w)
-    active = groups["active"]
+    items = [_warning(item, now) for item in api.load_json_array(body, "dashboard items") if isinstance(item, dict)]
+    # An Update (or a Cancel) supersedes the earlier message with the same id.
+    latest = api.latest_per_id(items, lambda w: w["id"], lambda w: (w["version"], w["sent"] or NEVER))
+    shown = [w for w in latest if opts.providers is None or (w["provider"] or "").upper() in opts.providers]
+    newest_first = sorted(shown, key=lambda w: w["sent"] or NEVER, reverse=True)
+    active = [w for w in newest_first if w["state"] == "active"]
     highest = max((w["severity"] for w in active), key=SEVERITIES.index, default="none")
+    top = active[0] if active else {}
     return api.readings({
-        "count": (len(active), {"warnings": api.listed(active, ITEM, MAX_LISTED), "upcoming": api.listed(
-            groups["upcoming"], ITEM, 5), "cancelled": api.listed(groups["cancelled"], ITEM, 5)}),
+        "count": (len(active), {key: api.listed([w for w in newest_first if w["state"] == state], ITEM, limit)
+                                for key, (state, limit) in LISTED.items()}),
         "highest_severity": (highest, {}),
-        "latest_headline": (active[0]["headline"] if active else None,
-                            {"id": active[0]["id"], "provider": active[0]["provider"]} if active else {}),
+        "latest_headline": (top.get("headline"), {key: top[key] for key in ("id", "provider") if key in top}),
     }, now, api.Station(name=opts.area_name, id=opts.ars))
 
 
-def _warning(item: dict[str, Any]) -> dict[str, Any]:
-    raw = {key: api.dig(item, *path) for key, path in ITEM.items()}
-    severity = raw["severity"].lower() if isinstance(raw["severity"], str) else None
-    headline = raw["headline"] if isinstance(raw["headline"], str) else api.dig(item, "payload", "data", "headline")
-    return {
+def _warning(item: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A dashboard item's attributes, its version and its state at ``now`` (active, upcoming, cancelled, expired)."""
+    data = api.member(api.as_dict(item.get("payload")), "data", dict, "a dashboard item's payload", errors=())
+    raw = {key: api.dig(item, *path.split(".")) for key, path in ITEM.items()}
+    warning = {
         **{key: api.clip(v, 80) if isinstance(v, str) else None for key, v in raw.items()},
         "id": api.clip(raw["id"], 120) if isinstance(raw["id"], str) else None,
-        "headline": api.clip(headline, 255) if isinstance(headline, str) else None,
-        "severity": severity if severity in SEVERITIES[2:] else "unknown",
+        "headline": api.text(raw["headline"], 255) or api.text(data.get("headline"), 255),
+        "severity": KNOWN_SEVERITY(str(raw["severity"]).lower()) or "unknown",
         "sent": api.local_datetime(raw["sent"], UTC),
-        "onset": api.local_datetime(item.get("onset"), UTC),
-        "expires": api.local_datetime(item.get("expires"), UTC),
         "version": api.integer(api.dig(item, "payload", "version")) or 0,
-        "valid": api.dig(item, "payload", "data", "valid"),  # [I] seen as true in real items; false = withdrawn
     }
-
-
-def _sent(warning: dict[str, Any]) -> float:
-    return warning["sent"].timestamp() if warning["sent"] is not None else float("-inf")
-
-
-def _order(warning: dict[str, Any]) -> tuple[int, float]:
-    """Which of two messages with one id is newer: payload.version, then `sent`."""
-    return warning["version"], _sent(warning)
+    # payload.data.valid: [I] seen as true in real items; false = withdrawn.
+    withdrawn = (warning["msg_type"] or "").lower() == "cancel" or data.get("valid") is False
+    # Expiry is not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample].
+    onset, expires = (api.local_datetime(item.get(key), UTC) for key in ("onset", "expires"))
+    return {**warning, "state": "cancelled" if withdrawn else api.phase(onset, expires, now)}
 
 
 ADAPTER = api.Adapter(
-    name="nina", title="Civil-protection warnings",
+    name="nina", title="Civil-protection warnings", fields=FIELDS, options=Options, request=request, parse=parse,
     provider="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK)",
     dataset="NINA warning dashboard per Kreis (MoWaS, KATWARN, BIWAPP, DWD, LHP, police)",
     license="Warnings may only be used unchanged in content and not for commercial purposes "
             "(\"darf nur inhaltlich unverändert und nicht zu gewerblichen Zwecken verwendet werden\", MoWaS)",
-    attribution="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK), NINA", info_url="https://nina.api.bund.dev/",
-    fields=FIELDS, options=Options, request=request, parse=parse,
     # reevaluate stays False: the dashboard item has no expiry of its own (rarely onset/expires,
     # honoured at each fetch); a poll every few minutes is what decides when a message is gone.
-)
+    attribution="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK), NINA", info_url="https://nina.api.bund.dev/")
