@@ -9,22 +9,14 @@ from pydantic import Field
 
 from gateway import adapter_api as api
 
-# Our field prefix -> key in an entry's `Pollen` object (DWD's exact spelling).
-POLLEN: dict[str, str] = {
-    "hasel": "Hasel", "erle": "Erle", "esche": "Esche", "birke": "Birke",
-    "graeser": "Graeser", "roggen": "Roggen", "beifuss": "Beifuss", "ambrosia": "Ambrosia",
-}
-# Upstream level -> (number, DWD's legend text). "-1" (no forecast) is not here and becomes None.
-LEVELS: dict[str, tuple[float, str]] = {
-    "0": (0.0, "keine Belastung"),
-    "0-1": (0.5, "keine bis geringe Belastung"),
-    "1": (1.0, "geringe Belastung"),
-    "1-2": (1.5, "geringe bis mittlere Belastung"),
-    "2": (2.0, "mittlere Belastung"),
-    "2-3": (2.5, "mittlere bis hohe Belastung"),
-    "3": (3.0, "hohe Belastung"),
-}
-LEVEL_TEXTS = tuple(label for _, label in LEVELS.values())  # the options of every *_text enum
+# Our field prefix -> key in an entry's `Pollen` object (DWD's exact spelling, ours in lower case).
+POLLEN = {k.lower(): k for k in ("Hasel", "Erle", "Esche", "Birke", "Graeser", "Roggen", "Beifuss", "Ambrosia")}
+# DWD's scale in half steps, lowest first, with its legend texts: "0" is 0, "0-1" 0.5, ... "3" is 3.
+# "-1" (no forecast) is not on it and becomes None.
+SCALE = ("0", "0-1", "1", "1-2", "2", "2-3", "3")
+LEVEL_TEXTS = ("keine Belastung", "keine bis geringe Belastung", "geringe Belastung", "geringe bis mittlere Belastung",
+               "mittlere Belastung", "mittlere bis hohe Belastung", "hohe Belastung")  # every *_text enum's options
+LEVELS = {code: (step / 2, text) for step, (code, text) in enumerate(zip(SCALE, LEVEL_TEXTS, strict=True))}
 DAYS = ("today", "tomorrow", "dayafter_to")  # s31fg.json's day keys, from the date of last_update
 # Our day -> days after the local date of `now`. DWD issues the file at about 11:00 and its "today"
 # is the issue date, so until the next issue (and on days without one) the file is a day or more
@@ -41,6 +33,13 @@ class Options(api.AdapterOptions):
     region_id: int = Field(default=40, ge=1, le=999)
     partregion_id: int = Field(default=41, ge=-1, le=999)
 
+    def covers(self, entry: dict[str, Any]) -> bool:
+        """Whether a `content` entry is the configured (part)region."""
+        part = api.integer(entry.get("partregion_id"))
+        if self.partregion_id != -1:
+            return part == self.partregion_id
+        return api.integer(entry.get("region_id")) == self.region_id and part in (-1, None)
+
 
 def request(opts: Options, base_url: str) -> api.Request:
     return api.get(base_url, "/climate_environment/health/alerts/s31fg.json")
@@ -52,43 +51,31 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     issued = api.require(api.local_datetime(data.get("last_update"), opts.zone),
                          f"last_update {api.clip(data.get('last_update'), 40)!r} is not 'YYYY-MM-DD HH:MM Uhr'")
     # An empty `content` is a valid file without forecasts: every value is None.
-    entry = api.pick(content, "region_id", lambda c: _matches(c, opts),
-                 f"region {opts.region_id}/{opts.partregion_id}") or {}
-    pollen = api.as_dict(entry.get("Pollen"))
-    texts = _legend(data.get("legend"))
+    entry = api.pick(content, "region_id", opts.covers, f"region {opts.region_id}/{opts.partregion_id}") or {}
+    levels = _levels(data.get("legend"))
     station = _station(entry)
     readings: list[api.Reading] = []
     for kind, upstream in POLLEN.items():
-        days = api.as_dict(pollen.get(upstream))
         for our_day, offset in OUR_DAYS.items():
             day = api.day_key(DAYS, issued.date(), now, opts.zone, offset)
-            raw = days.get(day) if day else None
-            code = str(raw).strip() if isinstance(raw, str | int) and not isinstance(raw, bool) else ""
-            level, label = LEVELS.get(code, (None, None))
-            label = texts.get(code, label) if level is not None else None
+            raw = api.dig(entry, "Pollen", upstream, day) if day else None
+            level, label = levels.get(api.identifier(raw), (None, None))
             attrs = {"upstream_field": upstream, "upstream_day": day, "index": api.clip(raw, 10)}
             readings.append(api.Reading(f"{kind}_{our_day}", level, issued, station, attrs))
             readings.append(api.Reading(f"{kind}_{our_day}_text", label, issued, station, attrs))
     return readings
 
 
-def _matches(entry: dict[str, Any], opts: Options) -> bool:
-    if opts.partregion_id != -1:
-        return api.integer(entry.get("partregion_id")) == opts.partregion_id
-    part = api.integer(entry.get("partregion_id"))
-    return api.integer(entry.get("region_id")) == opts.region_id and part in (-1, None)
-
-
-def _legend(legend: object) -> dict[str, str]:
-    """The file's own level texts ({"id1": "0", "id1_desc": "keine Belastung", ...}).
+def _levels(legend: object) -> dict[str, tuple[float, str]]:
+    """LEVELS with the file's own level texts ({"id1": "0", "id1_desc": "keine Belastung", ...}).
 
     Only texts among LEVEL_TEXTS are taken, so a reworded legend cannot produce an enum value
     Home Assistant was not told about; the built-in text stands in for it.
     """
-    if not isinstance(legend, dict):
-        return {}
+    legend = api.as_dict(legend)
     pairs = ((legend.get(key), legend.get(f"{key}_desc")) for key in legend if not str(key).endswith("_desc"))
-    return {code: label for code, label in pairs if isinstance(code, str) and label in LEVEL_TEXTS}
+    texts = {code: label for code, label in pairs if isinstance(code, str) and label in LEVEL_TEXTS}
+    return {code: (level, texts.get(code, label)) for code, (level, label) in LEVELS.items()}
 
 
 def _station(entry: dict[str, Any]) -> api.Station | None:
@@ -101,9 +88,8 @@ def _station(entry: dict[str, Any]) -> api.Station | None:
 
 
 ADAPTER = api.Adapter(
-    name="dwd_pollen", title="Pollen", provider="Deutscher Wetterdienst",
-    dataset="Pollen hazard index (Pollenflug-Gefahrenindex, s31fg.json)", license="dl-de/by-2-0 (GeoNutzV)",
-    attribution="Datenbasis: Deutscher Wetterdienst", info_url="https://opendata.dwd.de/climate_environment/health/alerts/",
-    fields=FIELDS, options=Options, request=request, parse=parse,
+    name="dwd_pollen", title="Pollen", fields=FIELDS, options=Options, request=request, parse=parse,
     reevaluate=True,  # at midnight "today" moves to the file's "tomorrow" without a new fetch
-)
+    provider="Deutscher Wetterdienst", dataset="Pollen hazard index (Pollenflug-Gefahrenindex, s31fg.json)",
+    license="dl-de/by-2-0 (GeoNutzV)", attribution="Datenbasis: Deutscher Wetterdienst",
+    info_url="https://opendata.dwd.de/climate_environment/health/alerts/")
