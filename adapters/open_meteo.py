@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from gateway import adapter_api as api
 
 # Our field -> Open-Meteo `current` variable. The request asks for km/h; the rest is °C, %, W/m².
 CURRENT: dict[str, str] = {
-    "shortwave_radiation": "shortwave_radiation",
-    "direct_radiation": "direct_radiation",
-    "diffuse_radiation": "diffuse_radiation",
-    "cloud_cover": "cloud_cover",
-    "wind_gusts": "wind_gusts_10m",
-    "temperature": "temperature_2m",
+    "shortwave_radiation": "shortwave_radiation", "direct_radiation": "direct_radiation",
+    "diffuse_radiation": "diffuse_radiation", "cloud_cover": "cloud_cover",
+    "wind_gusts": "wind_gusts_10m", "temperature": "temperature_2m",
 }
 # Radiation in `current=` is only inferred to work [I], so these also come hourly as a fallback.
 RADIATION = frozenset({"shortwave_radiation", "direct_radiation", "diffuse_radiation"})
@@ -32,8 +28,7 @@ HOUR = timedelta(hours=1)
 FIELDS = frozenset(CURRENT) | {"is_day"} | frozenset(LOOK_AHEAD)
 
 
-class Options(api.AdapterOptions):
-    pass
+Options = api.AdapterOptions  # the city's coordinates and time zone are all Open-Meteo needs
 
 
 def request(opts: Options, base_url: str) -> api.Request:
@@ -55,10 +50,12 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     hourly = api.as_dict(data.get("hourly"))
     if not ({*CURRENT.values(), "is_day"}.intersection(current) or set(HOURLY).intersection(hourly)):
         raise api.ParseError("neither 'current' nor 'hourly' has any expected variable", kind="bad_schema")
-    zone = _zone(data.get("utc_offset_seconds"), opts.timezone)
+    # Open-Meteo applies the offset valid at request time to the whole series, also across a DST
+    # change (open-meteo/open-meteo#1255), so the response's own offset beats the zone's rules.
+    zone = api.offset_zone(data.get("utc_offset_seconds")) or opts.zone
     observed = api.local_datetime(current.get("time"), zone) or now
     times = [api.local_datetime(t, zone) for t in api.as_list(hourly.get("time"))]
-    series = {variable: _series(times, hourly.get(variable)) for variable in HOURLY}
+    series = {variable: api.series(times, hourly.get(variable)) for variable in HOURLY}
     station = api.station_at("Open-Meteo model grid", api.position(data.get("latitude"), data.get("longitude")), opts)
     readings: list[api.Reading] = []
     for field, variable in CURRENT.items():
@@ -68,36 +65,18 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
             value = next((n for t, n in series[variable] if t - HOUR < observed <= t), None)
             source = "hourly" if value is not None else None
         readings.append(api.Reading(field, value, observed, station, {"upstream_field": variable, "source": source}))
-    is_day = api.finite_number(current.get("is_day"))
-    readings.append(api.Reading("is_day", bool(is_day) if is_day in (0.0, 1.0) else None, observed, station,
-                                {"upstream_field": "is_day"}))
+    is_day = api.flag(current.get("is_day"))
+    readings.append(api.Reading("is_day", is_day, observed, station, {"upstream_field": "is_day"}))
     for field, (variable, combine) in LOOK_AHEAD.items():
         # Every hour overlapping (now, now + 3 h]: a gust late in the current hour still counts.
-        window = [n for t, n in series[variable] if t > now and t - HOUR < now + WINDOW]
-        value = api.finite_number(combine(window)) if window else None
-        attrs = {"upstream_field": variable, "hours": len(window)}
-        readings.append(api.Reading(field, value, observed, station, attrs))
+        hours = [n for t, n in series[variable] if t > now and t - HOUR < now + WINDOW]
+        value = api.finite_number(combine(hours)) if hours else None
+        readings.append(api.Reading(field, value, observed, station, {"upstream_field": variable, "hours": len(hours)}))
     return readings
 
 
-def _series(times: list[datetime | None], values: object) -> list[tuple[datetime, float]]:
-    """(hour end, value) of an hourly variable, without hours whose time or value is missing."""
-    return [(t, n) for t, v in zip(times, api.as_list(values), strict=False)
-            if t is not None and (n := api.finite_number(v)) is not None]
-
-
-def _zone(offset: object, name: str) -> tzinfo:
-    # Open-Meteo applies the offset valid at request time to the whole series, also across a DST
-    # change (open-meteo/open-meteo#1255), so the response's own offset beats the zone's rules.
-    seconds = api.finite_number(offset)
-    if seconds is not None and abs(seconds) < 86_400:
-        return timezone(timedelta(seconds=seconds))
-    return ZoneInfo(name)
-
-
 ADAPTER = api.Adapter(
-    name="open_meteo", title="Solar radiation forecast", provider="Open-Meteo",
-    dataset="Weather forecast API (/v1/forecast): current conditions and hourly forecast",
+    name="open_meteo", title="Solar radiation forecast", fields=FIELDS, options=Options, request=request, parse=parse,
+    provider="Open-Meteo", dataset="Weather forecast API (/v1/forecast): current conditions and hourly forecast",
     license="CC BY 4.0; the free API without a key is for non-commercial use only",
-    attribution="Weather data by Open-Meteo.com (CC BY 4.0)", info_url="https://open-meteo.com/en/docs",
-    fields=FIELDS, options=Options, request=request, parse=parse)
+    attribution="Weather data by Open-Meteo.com (CC BY 4.0)", info_url="https://open-meteo.com/en/docs")

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,10 +26,11 @@ __all__ = [
     "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup", "NonBlank",
     "ParseError", "Read", "Reading", "Request", "Station", "Value", "as_dict", "as_list", "aware_datetime",
     "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "day_key", "dig", "distance_m",
-    "error_kind", "expect_any", "finite_number", "geojson_position", "get", "identifier", "integer", "iso_date",
-    "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
-    "load_json_object", "local_datetime", "member", "number", "one_of", "pa_to_hpa", "phase", "pick", "point",
-    "position", "read_fields", "readings", "require", "station_at", "text", "uw_per_cm2_to_w_per_m2",
+    "error_kind", "expect_any", "finite_number", "flag", "geojson_position", "get", "identifier", "integer",
+    "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
+    "load_json_object", "local_datetime", "member", "number", "offset_zone", "one_of", "pa_to_hpa", "phase", "pick",
+    "point", "position", "read_fields", "readings", "require", "series", "station_at", "text",
+    "uw_per_cm2_to_w_per_m2",
 ]
 
 T = TypeVar("T")
@@ -290,6 +291,12 @@ def integer(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def flag(value: object) -> bool | None:
+    """A JSON number 1 or 0 (e.g. Open-Meteo's ``is_day``) as True or False; None for anything else, booleans too."""
+    amount = finite_number(value)
+    return bool(amount) if amount in (0.0, 1.0) else None
+
+
 def converted(convert: Callable[[float], float], read: Callable[[object], float | None] = finite_number) -> Read:
     """A field-table reader: the number ``read`` finds, in our unit (``convert``s it), or None."""
     def read_converted(value: object) -> float | None:
@@ -367,6 +374,22 @@ def aware_datetime(value: object) -> datetime | None:
     except ValueError:
         return None
     return stamp if stamp is not None and stamp.tzinfo is not None else None
+
+
+def offset_zone(seconds: object) -> tzinfo | None:
+    """A fixed time zone from a UTC offset in seconds (``utc_offset_seconds``); None unless a number under a day."""
+    amount = finite_number(seconds)
+    return timezone(timedelta(seconds=amount)) if amount is not None and abs(amount) < 86_400 else None
+
+
+def series(times: Iterable[datetime | None], values: object) -> list[tuple[datetime, float]]:
+    """(time, value) pairs from parallel arrays of times and numbers, without pairs whose time or value is missing.
+
+    ``values`` is the upstream array as it came (anything but a list gives no pairs); extra times or values are
+    ignored.
+    """
+    return [(t, n) for t, v in zip(times, as_list(values), strict=False)
+            if t is not None and (n := finite_number(v)) is not None]
 
 
 def iso_date(value: object) -> date | None:

@@ -130,3 +130,25 @@ def test_latest_per_id_keeps_the_newest_message_of_each_id_in_first_seen_order()
     latest = api.latest_per_id(messages, lambda m: m["id"], lambda m: m["v"])
     assert [m["text"] for m in latest] == ["update", "b again", "no id 1", "no id 2"]  # a tie goes to the later one
     assert api.latest_per_id([], lambda m: m, lambda m: m) == []
+
+
+@pytest.mark.parametrize(("value", "expected"), [(1, True), (0, False), (1.0, True), (2, None), (True, None),
+                                                 ("1", None), (None, None)])
+def test_flag_reads_one_and_zero(value: object, expected: bool | None):
+    assert api.flag(value) is expected
+
+
+def test_offset_zone_is_a_fixed_offset_or_none():
+    zone = api.offset_zone(7200)
+    assert zone is not None
+    assert datetime(2026, 1, 15, 12, 0, tzinfo=zone).utcoffset() == timedelta(hours=2)  # no DST rules
+    assert api.offset_zone(-12_600.0) == api.offset_zone(-12_600)
+    for bad in ("+02:00", 86_400, float("nan"), True, None):
+        assert api.offset_zone(bad) is None
+
+
+def test_series_pairs_times_with_numbers_and_drops_gaps():
+    t0, t1, t2 = (NOW + timedelta(hours=h) for h in range(3))
+    assert api.series([t0, None, t1, t2], [1.5, 2.0, None, 3]) == [(t0, 1.5), (t2, 3.0)]
+    assert api.series([t0, t1], [1, 2, 3]) == [(t0, 1.0), (t1, 2.0)]  # extra values are ignored
+    assert api.series([t0], {"0": 1}) == []
