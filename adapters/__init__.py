@@ -20,7 +20,7 @@ from adapters import (
     uba_air,
     waste_calendar,
 )
-from adapters.base import Adapter
+from gateway.adapter_api import Adapter
 
 ADAPTERS: Mapping[str, Adapter] = MappingProxyType({a.name: a for a in (
     brightsky.ADAPTER, sun.ADAPTER, dwd_alerts.ADAPTER, nina.ADAPTER, uba_air.ADAPTER, sensor_community.ADAPTER,

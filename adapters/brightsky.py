@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterOptions, finite_number, load_json_object
-from gateway.errors import ParseError
-from gateway.records import Reading, Request, Station
-from gateway.units import kwh_per_m2_per_10min_to_w_per_m2
+from gateway import adapter_api as api
 
-Converter = Callable[[float], float] | None
-
-# Our field -> (Bright Sky field, converter). Units are Bright Sky's `dwd` units unless converted:
+CONDITIONS = ("dry", "fog", "rain", "sleet", "snow", "hail", "thunderstorm")
+ICONS = ("clear-day", "clear-night", "partly-cloudy-day", "partly-cloudy-night", "cloudy", "fog",
+         "wind", "rain", "sleet", "snow", "hail", "thunderstorm")
+# Our field -> (Bright Sky field, how it is read). Units are Bright Sky's `dwd` units unless converted:
 # °C, hPa, km/h, mm, %, m, minutes; solar_10 is kWh/m² per 10 minutes and becomes W/m².
-NUMERIC: dict[str, tuple[str, Converter]] = {
+FIELDS: api.FieldTable = {
     "temperature": ("temperature", None),
     "dew_point": ("dew_point", None),
     "humidity": ("relative_humidity", None),
@@ -32,99 +29,55 @@ NUMERIC: dict[str, tuple[str, Converter]] = {
     "visibility": ("visibility", None),
     "sunshine_30": ("sunshine_30", None),
     "sunshine_60": ("sunshine_60", None),
-    "irradiance": ("solar_10", kwh_per_m2_per_10min_to_w_per_m2),
-}
-CONDITIONS = ("dry", "fog", "rain", "sleet", "snow", "hail", "thunderstorm")
-ICONS = ("clear-day", "clear-night", "partly-cloudy-day", "partly-cloudy-night", "cloudy", "fog",
-         "wind", "rain", "sleet", "snow", "hail", "thunderstorm")
-ENUMS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "condition": ("condition", CONDITIONS),
-    "icon": ("icon", ICONS),
+    "irradiance": ("solar_10", api.converted(api.kwh_per_m2_per_10min_to_w_per_m2)),
+    "condition": ("condition", api.one_of(CONDITIONS)),
+    "icon": ("icon", api.one_of(ICONS)),
 }
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     max_dist: int = Field(default=50_000, ge=1_000, le=500_000)
     dwd_station_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9,]+$")
 
 
-def request(opts: Options, base_url: str) -> Request:
-    params = {"lat": f"{opts.latitude:.4f}", "lon": f"{opts.longitude:.4f}", "max_dist": str(opts.max_dist)}
+def request(opts: Options, base_url: str) -> api.Request:
     if opts.dwd_station_id:
-        params = {"dwd_station_id": opts.dwd_station_id}
-    return Request(url=f"{base_url.rstrip('/')}/current_weather", params=params)
+        return api.get(base_url, "/current_weather", {"dwd_station_id": opts.dwd_station_id})
+    return api.get(base_url, "/current_weather", {**api.point(opts), "max_dist": str(opts.max_dist)})
 
 
-def parse(body: bytes, opts: Options, fetched_at: datetime) -> list[Reading]:
-    data = load_json_object(body)
-    record = data.get("weather")
-    if not isinstance(record, dict):
-        raise ParseError("no 'weather' object in the response", kind="bad_schema")
-    known = {src for src, _ in NUMERIC.values()} | {src for src, _ in ENUMS.values()}
-    if not known.intersection(record):
-        raise ParseError("the 'weather' object has none of the expected fields", kind="bad_schema")
-    observed_at = _timestamp(record.get("timestamp"))
+def parse(body: bytes, opts: Options, fetched_at: datetime) -> list[api.Reading]:
+    data = api.load_json_object(body)
+    record = api.member(data, "weather", dict, "the response", errors=())
+    api.expect_any(record, (key for key, _ in FIELDS.values()), "the 'weather' object has none of the expected fields")
+    observed_at = api.require(api.aware_datetime(record.get("timestamp")),
+                              f"timestamp {api.clip(record.get('timestamp'), 40)!r} is not ISO 8601 with a UTC offset")
     stations = _stations(data.get("sources"))
-    main_id = record.get("source_id")
-    fallback = record.get("fallback_source_ids")
-    fallback = fallback if isinstance(fallback, dict) else {}
+    fallback = api.as_dict(record.get("fallback_source_ids"))  # field -> the source that filled it in
 
-    def station_for(src_field: str) -> Station | None:
-        return stations.get(fallback.get(src_field, main_id))
+    def station_for(key: str) -> api.Station | None:
+        return stations.get(fallback.get(key, record.get("source_id")))
 
-    readings: list[Reading] = []
-    for field, (src, convert) in NUMERIC.items():
-        number = finite_number(record.get(src))
-        if number is not None and convert is not None:
-            number = convert(number)
-        readings.append(Reading(field, number, observed_at, station_for(src), {"upstream_field": src}))
-    for field, (src, allowed) in ENUMS.items():
-        raw = record.get(src)
-        value = raw if isinstance(raw, str) and raw in allowed else None
-        readings.append(Reading(field, value, observed_at, station_for(src), {"upstream_field": src}))
-    return readings
+    return api.read_fields(record, FIELDS, observed_at, station_for)
 
 
-def _timestamp(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise ParseError("the weather record has no timestamp", kind="bad_schema")
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        raise ParseError(f"timestamp {value[:40]!r} is not ISO 8601", kind="bad_schema") from None
-    if stamp.tzinfo is None:
-        raise ParseError(f"timestamp {value[:40]!r} has no UTC offset", kind="bad_schema")
-    return stamp
+def _stations(sources: object) -> dict[Any, api.Station]:
+    """The response's `sources` by id, the id a weather field names its station by."""
+    return {item["id"]: _station(item) for item in api.as_list(sources) if isinstance(item, dict) and "id" in item}
 
 
-def _stations(sources: object) -> dict[Any, Station]:
-    out: dict[Any, Station] = {}
-    if not isinstance(sources, list):
-        return out
-    for item in sources:
-        if not isinstance(item, dict) or "id" not in item:
-            continue
-        name = item.get("station_name")
-        out[item["id"]] = Station(
-            name=str(name)[:80] if name else f"source {item['id']}",
-            id=str(item.get("dwd_station_id") or item.get("wmo_station_id") or item["id"])[:20],
-            latitude=finite_number(item.get("lat")),
-            longitude=finite_number(item.get("lon")),
-            distance_m=finite_number(item.get("distance")),
-        )
-    return out
+def _station(source: dict[str, Any]) -> api.Station:
+    return api.Station(
+        name=str(source["station_name"])[:80] if source.get("station_name") else f"source {source['id']}",
+        id=str(source.get("dwd_station_id") or source.get("wmo_station_id") or source["id"])[:20],
+        latitude=api.finite_number(source.get("lat")), longitude=api.finite_number(source.get("lon")),
+        distance_m=api.finite_number(source.get("distance")),
+    )
 
 
-ADAPTER = Adapter(
-    name="brightsky",
-    title="Weather",
-    provider="Deutscher Wetterdienst (via Bright Sky)",
-    dataset="Current weather (SYNOP observations)",
-    license="CC BY 4.0 (DWD terms of use); Bright Sky is free to use",
+ADAPTER = api.Adapter(
+    name="brightsky", title="Weather", provider="Deutscher Wetterdienst (via Bright Sky)",
+    dataset="Current weather (SYNOP observations)", license="CC BY 4.0 (DWD terms of use); Bright Sky is free to use",
     attribution="Quelle: Deutscher Wetterdienst, via Bright Sky (brightsky.dev)",
     info_url="https://brightsky.dev/docs/#/operations/getCurrentWeather",
-    fields=frozenset(NUMERIC) | frozenset(ENUMS),
-    options=Options,
-    request=request,
-    parse=parse,
-)
+    fields=frozenset(FIELDS), options=Options, request=request, parse=parse)

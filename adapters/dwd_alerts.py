@@ -8,9 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from adapters.base import MAX_TEXT, Adapter, AdapterOptions, clip, load_json_object, local_datetime
-from gateway.errors import ParseError
-from gateway.records import Reading, Request, Station
+from gateway import adapter_api as api
 
 SEVERITIES = ("none", "minor", "moderate", "severe", "extreme")
 # Hazard binary -> DWD event codes ("II" in CAP). Codes and their names were checked against a
@@ -46,58 +44,49 @@ SHORT = ("event", "severity", "onset", "expires")
 EXPECTED = frozenset({"onset", "event_code", "severity", "headline_de"})  # required in Bright Sky's model
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     warn_cell_id: int | None = Field(default=None, ge=1, le=999_999_999)  # a Gemeinde cell, e.g. 805974040
 
 
-def request(opts: Options, base_url: str) -> Request:
+def request(opts: Options, base_url: str) -> api.Request:
     params = {"lat": f"{opts.latitude:.4f}", "lon": f"{opts.longitude:.4f}"}
     if opts.warn_cell_id is not None:
         params = {"warn_cell_id": str(opts.warn_cell_id)}
-    return Request(url=f"{base_url.rstrip('/')}/alerts", params=params)
+    return api.get(base_url, "/alerts", params)
 
 
-def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
-    data = load_json_object(body)
-    alerts = data.get("alerts")
-    if not isinstance(alerts, list):
-        kind = "upstream_error" if "detail" in data else "bad_schema"
-        raise ParseError(f"no 'alerts' list in the response: {clip(data.get('detail'), 120)}", kind=kind)
-    active: list[dict[str, Any]] = []
-    upcoming: list[dict[str, Any]] = []
-    pre_alerts: list[dict[str, Any]] = []
+def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
+    data = api.load_json_object(body)
+    alerts = api.member(data, "alerts", list, f"the response: {api.clip(data.get('detail'), 120)}", ("detail",))
+    groups: dict[str, list[dict[str, Any]]] = {"active": [], "upcoming": [], "pre_alerts": [], "expired": []}
     for item in alerts:
         # Test messages are not warnings; a missing status counts, as missing a warning is worse.
         if not isinstance(item, dict) or item.get("status") == "test":
             continue
-        if not EXPECTED.intersection(item):
-            raise ParseError("an alert has none of the expected fields", kind="bad_schema")
+        api.expect_any(item, EXPECTED, "an alert has none of the expected fields")
         warning = _warning(item)
-        if warning["expires"] is not None and warning["expires"] <= now:
-            continue
-        if item.get("urgency") == "future":  # a "Vorabinformation" reuses codes such as 40 for another meaning
-            pre_alerts.append(warning)
-        else:
-            (upcoming if warning["onset"] is not None and warning["onset"] > now else active).append(warning)
+        phase = api.phase(warning["onset"], warning["expires"], now)
+        # A "Vorabinformation" (urgency future) reuses codes such as 40 for another meaning.
+        groups["pre_alerts" if phase != "expired" and item.get("urgency") == "future" else phase].append(warning)
+    active = groups["active"]
     active.sort(key=lambda w: (-SEVERITIES.index(w["severity"] or "none"), w["onset"] or now))
     known = [w["severity"] for w in active if w["severity"]]
     highest = "none" if not active else max(known, key=SEVERITIES.index, default=None)
-    values: dict[str, tuple[object, dict[str, Any]]] = {
-        "count": (len(active), {"upcoming": _listed(upcoming, SHORT), "pre_alerts": _listed(pre_alerts, SHORT)}),
+    values: dict[str, tuple[api.Value, dict[str, Any]]] = {
+        "count": (len(active), {"upcoming": api.listed(groups["upcoming"], SHORT, MAX_LISTED),
+                                "pre_alerts": api.listed(groups["pre_alerts"], SHORT, MAX_LISTED)}),
         "highest_severity": (highest, {}),
-        "headline": (active[0]["headline"] if active else None, {"warnings": _listed(active, PUBLIC)}),
+        "headline": (active[0]["headline"] if active else None, {"warnings": api.listed(active, PUBLIC, MAX_LISTED)}),
     }
     for hazard in HAZARDS:
         events = [w["event"] for w in active if hazard in w["hazards"]]
         values[hazard] = (bool(events), {"events": events[:MAX_LISTED]})
-    station = _station(data.get("location"))
-    return [Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
+    return api.readings(values, now, _station(data.get("location")))
 
 
 def _warning(item: dict[str, Any]) -> dict[str, Any]:
     """One alert reduced to what we publish."""
-    code = item.get("event_code")
-    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    code = api.integer(item.get("event_code"))
     event_en = item.get("event_en") if isinstance(item.get("event_en"), str) else ""
     if code in KNOWN_CODES:
         hazards = {h for h, codes in HAZARDS.items() if code in codes}
@@ -105,50 +94,31 @@ def _warning(item: dict[str, Any]) -> dict[str, Any]:
         hazards = {h for h, pattern in KEYWORDS.items() if pattern.search(event_en.lower())}
     severity = item.get("severity")
     return {
-        "event": _text(item.get("event_de"), 80) or _text(event_en, 80),
+        "event": api.text(item.get("event_de"), 80) or api.text(event_en, 80),
         "event_code": code,
         "severity": severity if severity in SEVERITIES[1:] else None,
-        "onset": local_datetime(item.get("onset"), UTC) or local_datetime(item.get("effective"), UTC),
-        "expires": local_datetime(item.get("expires"), UTC),
-        "headline": _text(item.get("headline_de"), 255) or _text(item.get("headline_en"), 255),
-        "description": _text(item.get("description_de"), MAX_TEXT),
-        "instruction": _text(item.get("instruction_de"), MAX_TEXT),
+        "onset": api.local_datetime(item.get("onset"), UTC) or api.local_datetime(item.get("effective"), UTC),
+        "expires": api.local_datetime(item.get("expires"), UTC),
+        "headline": api.text(item.get("headline_de"), 255) or api.text(item.get("headline_en"), 255),
+        "description": api.text(item.get("description_de"), api.MAX_TEXT),
+        "instruction": api.text(item.get("instruction_de"), api.MAX_TEXT),
         "hazards": hazards,
     }
 
 
-def _listed(warnings: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Attribute entries; times as ISO strings so the attributes stay plain JSON."""
-    return [{k: w[k].isoformat() if isinstance(w[k], datetime) else w[k] for k in keys}
-            for w in warnings[:MAX_LISTED]]
-
-
-def _text(value: object, limit: int) -> str | None:
-    if not isinstance(value, str):
-        return None
-    return clip(value, limit) or None
-
-
-
-
-def _station(location: object) -> Station | None:
+def _station(location: object) -> api.Station | None:
     if not isinstance(location, dict) or not isinstance(location.get("name"), str):
         return None
     cell = location.get("warn_cell_id")
-    return Station(name=str(clip(location["name"], 80)), id=str(cell)[:20] if cell is not None else None)
+    return api.Station(name=str(api.clip(location["name"], 80)), id=str(cell)[:20] if cell is not None else None)
 
 
-ADAPTER = Adapter(
-    name="dwd_alerts",
-    title="Weather warnings",
-    provider="Deutscher Wetterdienst (via Bright Sky)",
+ADAPTER = api.Adapter(
+    name="dwd_alerts", title="Weather warnings", provider="Deutscher Wetterdienst (via Bright Sky)",
     dataset="Official weather warnings for municipalities (CAP, COMMUNEUNION)",
     license="CC BY 4.0 (DWD terms of use); Bright Sky is free to use",
     attribution="Quelle: Deutscher Wetterdienst, via Bright Sky (brightsky.dev)",
-    info_url="https://brightsky.dev/docs/#/operations/getAlerts",
-    fields=FIELDS,
-    options=Options,
-    request=request,
+    info_url="https://brightsky.dev/docs/#/operations/getAlerts", fields=FIELDS, options=Options, request=request,
     parse=parse,
     reevaluate=True,  # a warning stops counting at its `expires` without a new fetch
 )

@@ -7,24 +7,20 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from adapters.base import Adapter, AdapterOptions, clip, load_json_array, local_datetime
-from gateway.errors import ParseError
-from gateway.records import Reading, Request, Station
+from gateway import adapter_api as api
 
 # Lowest first; "unknown" (NINA sends it, e.g. for flood messages) still means "there is a warning".
 SEVERITIES = ("none", "unknown", "minor", "moderate", "severe", "extreme")
-# Our warning attribute -> path in a dashboard item [C: bundesAPI/nina-api openapi.yaml].
-ITEM: dict[str, tuple[str, ...]] = {
-    "id": ("id",),
-    "provider": ("payload", "data", "provider"),
-    "severity": ("payload", "data", "severity"),
-    "msg_type": ("payload", "data", "msgType"),
-    "headline": ("i18nTitle", "de"),
-    "sent": ("sent",),
-    "event": ("payload", "data", "transKeys", "event"),
-}
+KNOWN_SEVERITY = api.one_of(SEVERITIES[2:])
+# Our warning attribute -> dotted path in a dashboard item [C: bundesAPI/nina-api openapi.yaml], in
+# the order the attributes list them.
+ITEM: dict[str, str] = {"id": "id", "provider": "payload.data.provider", "severity": "payload.data.severity",
+                        "msg_type": "payload.data.msgType", "headline": "i18nTitle.de", "sent": "sent",
+                        "event": "payload.data.transKeys.event"}
 FIELDS = frozenset({"count", "highest_severity", "latest_headline"})
-MAX_LISTED = 20  # active warnings listed; upcoming and cancelled ones: 5 each
+# Listed in the attributes of `count`: how many warnings of each state, newest first.
+LISTED = {"warnings": ("active", 20), "upcoming": ("upcoming", 5), "cancelled": ("cancelled", 5)}
+NEVER = datetime.min.replace(tzinfo=UTC)  # the `sent` of a message without one: older than any other
 KREIS_DIGITS = 5  # Land (2) + Regierungsbezirk (1) + Kreis (2); the dashboard only knows Kreise
 
 
@@ -33,113 +29,59 @@ def _kreis(ars: str) -> str:
     return ars[:KREIS_DIGITS] + "0" * (12 - KREIS_DIGITS)
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     ars: Annotated[str, Field(pattern=r"^\d{12}$"), AfterValidator(_kreis)] = "059740000000"
     area_name: str = Field(default="Kreis Soest", max_length=80)  # only for the station attribute
-    providers: tuple[str, ...] | None = None  # e.g. ("MOWAS", "DWD"); None = all
+    # e.g. ("MOWAS", "DWD"), in any case; None = all
+    providers: tuple[Annotated[str, AfterValidator(str.upper)], ...] | None = None
 
 
-def request(opts: Options, base_url: str) -> Request:
-    return Request(url=f"{base_url.rstrip('/')}/dashboard/{opts.ars}.json")
+def request(opts: Options, base_url: str) -> api.Request:
+    return api.get(base_url, f"/dashboard/{opts.ars}.json")
 
 
-def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
-    latest: dict[str, dict[str, Any]] = {}
-    for index, item in enumerate(load_json_array(body, "dashboard items")):
-        if not isinstance(item, dict):
-            continue
-        if not isinstance(_dig(item, "payload", "data"), dict):
-            raise ParseError("a dashboard item has no payload.data", kind="bad_schema")
-        warning = _warning(item)
-        key = warning["id"] or f"#{index}"
-        # An Update (or a Cancel) supersedes the earlier message with the same id.
-        if key not in latest or _order(warning) >= _order(latest[key]):
-            latest[key] = warning
-    wanted = {p.upper() for p in opts.providers} if opts.providers is not None else None
-    active: list[dict[str, Any]] = []
-    cancelled: list[dict[str, Any]] = []
-    upcoming: list[dict[str, Any]] = []
-    for w in sorted(latest.values(), key=_sent, reverse=True):  # newest first
-        if wanted is not None and (w["provider"] or "").upper() not in wanted:
-            continue
-        if (w["msg_type"] or "").lower() == "cancel" or w["valid"] is False:
-            cancelled.append(w)
-        elif w["expires"] is not None and w["expires"] <= now:
-            continue  # not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample]
-        else:
-            (upcoming if w["onset"] is not None and w["onset"] > now else active).append(w)
+def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
+    items = [_warning(item, now) for item in api.load_json_array(body, "dashboard items") if isinstance(item, dict)]
+    # An Update (or a Cancel) supersedes the earlier message with the same id.
+    latest = api.latest_per_id(items, lambda w: w["id"], lambda w: (w["version"], w["sent"] or NEVER))
+    shown = [w for w in latest if opts.providers is None or (w["provider"] or "").upper() in opts.providers]
+    newest_first = sorted(shown, key=lambda w: w["sent"] or NEVER, reverse=True)
+    active = [w for w in newest_first if w["state"] == "active"]
     highest = max((w["severity"] for w in active), key=SEVERITIES.index, default="none")
-    station = Station(name=opts.area_name, id=opts.ars)
-    values: dict[str, tuple[object, dict[str, Any]]] = {
-        "count": (len(active), {"warnings": _listed(active, MAX_LISTED), "upcoming": _listed(upcoming, 5),
-                                "cancelled": _listed(cancelled, 5)}),
+    top = active[0] if active else {}
+    return api.readings({
+        "count": (len(active), {key: api.listed([w for w in newest_first if w["state"] == state], ITEM, limit)
+                                for key, (state, limit) in LISTED.items()}),
         "highest_severity": (highest, {}),
-        "latest_headline": (active[0]["headline"] if active else None,
-                            {"id": active[0]["id"], "provider": active[0]["provider"]} if active else {}),
+        "latest_headline": (top.get("headline"), {key: top[key] for key in ("id", "provider") if key in top}),
+    }, now, api.Station(name=opts.area_name, id=opts.ars))
+
+
+def _warning(item: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A dashboard item's attributes, its version and its state at ``now`` (active, upcoming, cancelled, expired)."""
+    data = api.member(api.as_dict(item.get("payload")), "data", dict, "a dashboard item's payload", errors=())
+    raw = {key: api.dig(item, *path.split(".")) for key, path in ITEM.items()}
+    warning = {
+        **{key: api.clip(v, 80) if isinstance(v, str) else None for key, v in raw.items()},
+        "id": api.clip(raw["id"], 120) if isinstance(raw["id"], str) else None,
+        "headline": api.text(raw["headline"], 255) or api.text(data.get("headline"), 255),
+        "severity": KNOWN_SEVERITY(str(raw["severity"]).lower()) or "unknown",
+        "sent": api.local_datetime(raw["sent"], UTC),
+        "version": api.integer(api.dig(item, "payload", "version")) or 0,
     }
-    return [Reading(f, v, now, station, attrs) for f, (v, attrs) in values.items()]  # type: ignore[arg-type]
+    # payload.data.valid: [I] seen as true in real items; false = withdrawn.
+    withdrawn = (warning["msg_type"] or "").lower() == "cancel" or data.get("valid") is False
+    # Expiry is not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample].
+    onset, expires = (api.local_datetime(item.get(key), UTC) for key in ("onset", "expires"))
+    return {**warning, "state": "cancelled" if withdrawn else api.phase(onset, expires, now)}
 
 
-
-
-def _warning(item: dict[str, Any]) -> dict[str, Any]:
-    raw = {key: _dig(item, *path) for key, path in ITEM.items()}
-    text = {key: clip(v, 80) if isinstance(v, str) else None for key, v in raw.items()}
-    headline = raw["headline"] if isinstance(raw["headline"], str) else _dig(item, "payload", "data", "headline")
-    severity = raw["severity"].lower() if isinstance(raw["severity"], str) else None
-    version = _dig(item, "payload", "version")
-    return {
-        **text,
-        "id": clip(raw["id"], 120) if isinstance(raw["id"], str) else None,
-        "headline": clip(headline, 255) if isinstance(headline, str) else None,
-        "severity": severity if severity in SEVERITIES[2:] else "unknown",
-        "sent": local_datetime(raw["sent"], UTC),
-        "onset": local_datetime(item.get("onset"), UTC),
-        "expires": local_datetime(item.get("expires"), UTC),
-        "version": version if isinstance(version, int) and not isinstance(version, bool) else 0,
-        "valid": _dig(item, "payload", "data", "valid"),  # [I] seen as true in real items; false = withdrawn
-    }
-
-
-def _sent(warning: dict[str, Any]) -> float:
-    return warning["sent"].timestamp() if warning["sent"] is not None else float("-inf")
-
-
-def _order(warning: dict[str, Any]) -> tuple[int, float]:
-    """Which of two messages with one id is newer: payload.version, then `sent`."""
-    return warning["version"], _sent(warning)
-
-
-def _listed(warnings: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """Attribute entries, size-capped; times as ISO strings so they stay plain JSON."""
-    return [{key: w[key].isoformat() if isinstance(w[key], datetime) else w[key] for key in ITEM}
-            for w in warnings[:limit]]
-
-
-def _dig(value: object, *path: str) -> object:
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-
-
-ADAPTER = Adapter(
-    name="nina",
-    title="Civil-protection warnings",
+ADAPTER = api.Adapter(
+    name="nina", title="Civil-protection warnings", fields=FIELDS, options=Options, request=request, parse=parse,
     provider="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK)",
     dataset="NINA warning dashboard per Kreis (MoWaS, KATWARN, BIWAPP, DWD, LHP, police)",
     license="Warnings may only be used unchanged in content and not for commercial purposes "
             "(\"darf nur inhaltlich unverändert und nicht zu gewerblichen Zwecken verwendet werden\", MoWaS)",
-    attribution="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK), NINA",
-    info_url="https://nina.api.bund.dev/",
-    fields=FIELDS,
-    options=Options,
-    request=request,
-    parse=parse,
-    # False: the dashboard item has no expiry of its own (rarely onset/expires, honoured at each
-    # fetch); a poll every few minutes is what decides when a message is gone.
-    reevaluate=False,
-)
+    # reevaluate stays False: the dashboard item has no expiry of its own (rarely onset/expires,
+    # honoured at each fetch); a poll every few minutes is what decides when a message is gone.
+    attribution="Bundesamt für Bevölkerungsschutz und Katastrophenhilfe (BBK), NINA", info_url="https://nina.api.bund.dev/")

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterOptions, clip, finite_number, load_json_object
-from gateway.errors import ParseError
-from gateway.geo import distance_m
-from gateway.records import Reading, Request, Station
+from gateway import adapter_api as api
 
 # Our field -> what it is. W series come in three units [C]: "cm" above the gauge zero (most
 # rivers), "m+NN" metres above sea level (canals, e.g. Datteln-Hamm-Kanal) and "m+PNP" metres above
@@ -33,34 +29,33 @@ ID_KEYS = ("uuid", "number", "shortname", "longname")  # what /stations/{station
 FLAGS = {"includeTimeseries": "true", "includeCurrentMeasurement": "true", "prettyprint": "false"}
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     # uuid (recommended), number or name; names are not unique. None: the nearest within radius_km.
     station: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^/\\]*[^/\\.][^/\\]*$")
     radius_km: float = Field(default=30.0, gt=0, le=500)
     timeseries: str = Field(default="W", pattern=r"^[A-Za-z0-9_ÄÖÜäöü]{1,40}$")
 
 
-def request(opts: Options, base_url: str) -> Request:
-    base = base_url.rstrip("/")
+def request(opts: Options, base_url: str) -> api.Request:
     if opts.station:
-        return Request(url=f"{base}/stations/{quote(opts.station.strip(), safe='')}.json", params=FLAGS)
-    return Request(url=f"{base}/stations.json", params={
+        return api.get(base_url, f"/stations/{quote(opts.station.strip(), safe='')}.json", FLAGS)
+    return api.get(base_url, "/stations.json", {
         "latitude": f"{opts.latitude:.4f}", "longitude": f"{opts.longitude:.4f}", "radius": f"{opts.radius_km:g}",
         "timeseries": opts.timeseries, **FLAGS})
 
 
-def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
+def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     gauge, series, dist = _choose(_load_stations(body), opts)
-    lat, lon = _position(gauge)
-    station = Station(name=clip(_text(gauge, "longname", "shortname") or "gauge", 80),
-                      id=clip(_text(gauge, "uuid"), 40), latitude=lat, longitude=lon, distance_m=dist)
+    lat, lon = api.position(gauge.get("latitude"), gauge.get("longitude")) or (None, None)
+    station = api.Station(name=api.clip(_text(gauge, "longname", "shortname") or "gauge", 80),
+                      id=api.clip(_text(gauge, "uuid"), 40), latitude=lat, longitude=lon, distance_m=dist)
     current = series.get("currentMeasurement")
     current = current if isinstance(current, dict) else {}
-    value = finite_number(current.get("value"))
+    value = api.finite_number(current.get("value"))
     value = None if value == NO_VALUE else value
     unit = _text(series, "unit")
     # Absurd inputs can overflow the conversion (1e308 m * 100): only finite numbers go out.
-    level_cm, level_nn = (finite_number(v) for v in _levels(value, unit, _gauge_zero(series.get("gaugeZero"))))
+    level_cm, level_nn = (api.finite_number(v) for v in _levels(value, unit, _gauge_zero(series.get("gaugeZero"))))
     trend = current.get("trend")
     raw_state = current.get("stateMnwMhw")
     values = {
@@ -70,35 +65,39 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         "state": raw_state if raw_state in STATES else None,
     }
     attributes: dict[str, Any] = {
-        "water": clip(_text(gauge.get("water"), "longname", "shortname"), 80), "km": finite_number(gauge.get("km")),
-        "agency": clip(_text(gauge, "agency"), 80), "number": clip(_text(gauge, "number"), 20),
-        "timeseries": clip(_text(series, "longname", "shortname"), 80), "upstream_unit": clip(unit, 20),
-        "upstream_value": value, "state_mnw_mhw": clip(_text(current, "stateMnwMhw"), 20),
-        "state_nsw_hsw": clip(_text(current, "stateNswHsw"), 20),
+        "water": api.clip(_text(gauge.get("water"), "longname", "shortname"), 80),
+        "km": api.finite_number(gauge.get("km")),
+        "agency": api.clip(_text(gauge, "agency"), 80), "number": api.clip(_text(gauge, "number"), 20),
+        "timeseries": api.clip(_text(series, "longname", "shortname"), 80), "upstream_unit": api.clip(unit, 20),
+        "upstream_value": value, "state_mnw_mhw": api.clip(_text(current, "stateMnwMhw"), 20),
+        "state_nsw_hsw": api.clip(_text(current, "stateNswHsw"), 20),
         # Why a gauge is disturbed ("Techn. Störung"); its value may be wrong then (state "commented").
-        "comment": clip(_text(series.get("comment"), "longDescription", "shortDescription")),
+        "comment": api.clip(_text(series.get("comment"), "longDescription", "shortDescription")),
     }
     if not current:
         attributes["note"] = "the gauge has no current measurement"
-    observed_at = _timestamp(current.get("timestamp")) if current else now
-    return [Reading(field, values[field], observed_at, station, attributes) for field in FIELDS]
+    observed_at = api.aware_datetime(current.get("timestamp")) if current else now
+    if observed_at is None:
+        raise api.ParseError(f"currentMeasurement.timestamp {api.clip(current.get('timestamp'), 40)!r} is not ISO 8601 "
+                         "with an offset", kind="bad_schema")
+    return [api.Reading(field, values[field], observed_at, station, attributes) for field in FIELDS]
 
 
 def _choose(stations: list[Any], opts: Options) -> tuple[dict[str, Any], dict[str, Any], float | None]:
     """The configured (or nearest) gauge, its timeseries and its distance from the configured point."""
     if not stations:
-        raise ParseError("no gauge in the answer (none within the radius?)", kind="not_found")
+        raise api.ParseError("no gauge in the answer (none within the radius?)", kind="not_found")
     gauges = [s for s in stations if isinstance(s, dict) and isinstance(s.get("timeseries"), list)]
     if not gauges:
-        raise ParseError("no station carries a 'timeseries' list", kind="bad_schema")
+        raise api.ParseError("no station carries a 'timeseries' list", kind="bad_schema")
     wanted = opts.timeseries.casefold()
     found: list[tuple[float | None, dict[str, Any], dict[str, Any]]] = []
     for gauge in gauges:
         series = next((t for t in gauge["timeseries"] if (_text(t, "shortname") or "").casefold() == wanted), None)
-        lat, lon = _position(gauge)
+        # Some gauges have no coordinates [C].
+        where = api.position(gauge.get("latitude"), gauge.get("longitude"))
         if series is not None:
-            found.append((distance_m(opts.latitude, opts.longitude, lat, lon)
-                          if lat is not None and lon is not None else None, gauge, series))
+            found.append((api.distance_m(opts.latitude, opts.longitude, *where) if where else None, gauge, series))
     if opts.station:
         # A station request answers with that one gauge; in a list, prefer the one named exactly.
         key = opts.station.strip().casefold()
@@ -109,7 +108,7 @@ def _choose(stations: list[Any], opts: Options) -> tuple[dict[str, Any], dict[st
         found = sorted((f for f in found if f[0] is not None and f[0] <= opts.radius_km * 1000),
                        key=lambda f: f[0] or 0.0)
     if not found:
-        raise ParseError(f"no gauge with a {opts.timeseries!r} timeseries matches", kind="not_found")
+        raise api.ParseError(f"no gauge with a {opts.timeseries!r} timeseries matches", kind="not_found")
     return found[0][1], found[0][2], found[0][0]
 
 
@@ -132,28 +131,7 @@ def _gauge_zero(zero: object) -> float | None:
     if not isinstance(zero, dict) or not isinstance(zero.get("unit"), str):
         return None
     unit = zero["unit"].replace(" ", "").casefold()
-    return finite_number(zero.get("value")) if unit.startswith("m") and ("nn" in unit or "nhn" in unit) else None
-
-
-def _timestamp(value: object) -> datetime:
-    try:
-        stamp = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        stamp = None
-    if stamp is None or stamp.tzinfo is None:
-        raise ParseError(f"currentMeasurement.timestamp {clip(value, 40)!r} is not ISO 8601 with an offset",
-                         kind="bad_schema")
-    return stamp
-
-
-def _position(gauge: dict[str, Any]) -> tuple[float | None, float | None]:
-    """(latitude, longitude), or (None, None): some gauges have no coordinates [C]."""
-    lat, lon = finite_number(gauge.get("latitude")), finite_number(gauge.get("longitude"))
-    if lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180:
-        return None, None
-    return lat, lon
-
-
+    return api.finite_number(zero.get("value")) if unit.startswith("m") and ("nn" in unit or "nhn" in unit) else None
 
 
 def _text(entity: object, *keys: str) -> str | None:
@@ -164,30 +142,20 @@ def _text(entity: object, *keys: str) -> str | None:
 
 def _load_stations(body: bytes) -> list[Any]:
     """/stations.json answers with a list, /stations/{id}.json with one station object."""
-    if body.lstrip()[:1] == b"[":
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise ParseError("invalid JSON array", kind="bad_json") from None
-        if isinstance(data, list):
-            return data
-    station = load_json_object(body)
-    if "uuid" in station or "timeseries" in station:
-        return [station]
-    kind = "upstream_error" if {"status", "message", "error"} & station.keys() else "bad_schema"
-    raise ParseError("expected a station or a list of stations", kind=kind)
+    data = api.load_json(body)
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and ("uuid" in data or "timeseries" in data):
+        return [data]
+    kind = api.error_kind(data, ("status", "message", "error"))
+    raise api.ParseError("expected a station or a list of stations", kind=kind)
 
 
-ADAPTER = Adapter(
-    name="pegelonline",
-    title="Water level",
+ADAPTER = api.Adapter(
+    name="pegelonline", title="Water level",
     provider="Wasserstraßen- und Schifffahrtsverwaltung des Bundes (WSV)",
     dataset="PEGELONLINE current measurement of one gauge (REST API v2)",
     license="Datenlizenz Deutschland – Namensnennung – 2.0 / GeoNutzV (WSV)",
     attribution="Wasserstraßen- und Schifffahrtsverwaltung des Bundes (WSV), PEGELONLINE",
     info_url="https://www.pegelonline.wsv.de/webservice/dokuRestapi",
-    fields=frozenset(FIELDS),
-    options=Options,
-    request=request,
-    parse=parse,
-)
+    fields=frozenset(FIELDS), options=Options, request=request, parse=parse)

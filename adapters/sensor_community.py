@@ -9,15 +9,9 @@ from typing import Any
 
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterOptions, clip, load_json_array, number
-from gateway.errors import ParseError
-from gateway.records import Reading, Request, Station
+from gateway import adapter_api as api
 
 Converter = Callable[[float], float] | None
-
-
-def pa_to_hpa(pressure: float) -> float:
-    return pressure / 100.0
 
 
 # Our field -> (upstream value_type, converter, physical range in our unit, MAD floor in our unit).
@@ -29,7 +23,7 @@ QUANTITIES: dict[str, tuple[str, Converter, tuple[float, float], float]] = {
     "pm25": ("P2", None, (0.0, 999.0), 1.0),
     "temperature": ("temperature", None, (-40.0, 60.0), 0.5),
     "humidity": ("humidity", None, (0.0, 100.0), 2.0),
-    "pressure": ("pressure", pa_to_hpa, (850.0, 1100.0), 1.0),
+    "pressure": ("pressure", api.pa_to_hpa, (850.0, 1100.0), 1.0),
 }
 FIELDS = (*QUANTITIES, "sensor_count")
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
@@ -39,18 +33,18 @@ MAX_IDS = 20  # sensor ids listed per attribute, to keep attributes small in den
 Sample = tuple[float, Any, datetime]  # value, sensor id, timestamp
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     radius_km: float = Field(default=5.0, gt=0, le=50)
     mad_limit: float = Field(default=3.5, gt=0)  # drop |x - median| > mad_limit * 1.4826 * MAD
 
 
-def request(opts: Options, base_url: str) -> Request:
+def request(opts: Options, base_url: str) -> api.Request:
     area = f"{opts.latitude:.4f},{opts.longitude:.4f},{opts.radius_km:g}"
-    return Request(url=f"{base_url.rstrip('/')}/airrohr/v1/filter/area={area}")
+    return api.get(base_url, f"/airrohr/v1/filter/area={area}")
 
 
-def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
-    items = load_json_array(body, "measurements")
+def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
+    items = api.load_json_array(body, "measurements")
     newest: dict[Any, tuple[datetime, list[Any]]] = {}  # sensor id -> its newest entry (the 5-minute window repeats)
     indoor: set[Any] = set()
     for item in items:
@@ -63,7 +57,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         elif sensor_id not in newest or stamp >= newest[sensor_id][0]:  # on a tie the later entry is newer
             newest[sensor_id] = (stamp, values)
     if items and not newest and not indoor:
-        raise ParseError("no entry has sensor.id, timestamp and sensordatavalues", kind="bad_schema")
+        raise api.ParseError("no entry has sensor.id, timestamp and sensordatavalues", kind="bad_schema")
 
     by_type = {src: field for field, (src, _, _, _) in QUANTITIES.items()}
     samples: dict[str, dict[Any, Sample]] = {field: {} for field in QUANTITIES}
@@ -71,28 +65,28 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
         for value in values:
             kind = value.get("value_type") if isinstance(value, dict) else None
             field = by_type.get(kind) if isinstance(kind, str) else None
-            amount = number(value.get("value")) if field is not None else None
+            amount = api.number(value.get("value")) if field is not None else None
             if field is not None and amount is not None:
                 convert = QUANTITIES[field][1]
                 samples[field].setdefault(sensor_id, (convert(amount) if convert else amount, sensor_id, stamp))
 
-    readings: list[Reading] = []
+    readings: list[api.Reading] = []
     used: dict[Any, datetime] = {}
     for field, (src, _, limits, floor) in QUANTITIES.items():
         kept, out_of_range, outliers = _robust(list(samples[field].values()), limits, floor, opts.mad_limit)
         used |= {sensor_id: stamp for _, sensor_id, stamp in kept}
-        station = Station(name=f"{len(kept)} sensors within {opts.radius_km:g} km",
+        station = api.Station(name=f"{len(kept)} sensors within {opts.radius_km:g} km",
                           latitude=opts.latitude, longitude=opts.longitude)
         attributes = {"upstream_field": src, "radius_km": opts.radius_km, "sensors_used": len(kept),
                       "outliers_dropped": {"count": len(outliers), "sensor_ids": outliers[:MAX_IDS]},
                       "out_of_range_dropped": {"count": len(out_of_range), "sensor_ids": out_of_range[:MAX_IDS]}}
         value = statistics.median(v for v, _, _ in kept) if kept else None
         observed_at = max((stamp for _, _, stamp in kept), default=now)
-        readings.append(Reading(field, value, observed_at, station, attributes))
+        readings.append(api.Reading(field, value, observed_at, station, attributes))
     counts = {r.field: r.attributes["sensors_used"] for r in readings}
-    station = Station(name=f"{len(used)} sensors within {opts.radius_km:g} km",
+    station = api.Station(name=f"{len(used)} sensors within {opts.radius_km:g} km",
                       latitude=opts.latitude, longitude=opts.longitude)
-    readings.append(Reading("sensor_count", len(used), max(used.values(), default=now), station,
+    readings.append(api.Reading("sensor_count", len(used), max(used.values(), default=now), station,
                             {"radius_km": opts.radius_km, "per_quantity": counts, "indoor_skipped": len(indoor)}))
     return readings
 
@@ -123,7 +117,7 @@ def _entry(item: object) -> tuple[Any, datetime, list[Any], bool] | None:
             or stamp is None:
         return None
     indoor = isinstance(location, dict) and location.get("indoor") in (1, "1")
-    return sensor_id if isinstance(sensor_id, int) else clip(sensor_id, 20), stamp, values, indoor
+    return sensor_id if isinstance(sensor_id, int) else api.clip(sensor_id, 20), stamp, values, indoor
 
 
 def _stamp(value: object) -> datetime | None:
@@ -135,20 +129,10 @@ def _stamp(value: object) -> datetime | None:
         return None
 
 
-
-
-
-
-ADAPTER = Adapter(
-    name="sensor_community",
-    title="Citizen sensors",
-    provider="sensor.community",
-    dataset="Measurements of the last 5 minutes within a radius (airrohr API v1)",
-    license="ODbL 1.0",
+ADAPTER = api.Adapter(
+    name="sensor_community", title="Citizen sensors", provider="sensor.community",
+    dataset="Measurements of the last 5 minutes within a radius (airrohr API v1)", license="ODbL 1.0",
     attribution="sensor.community contributors (ODbL)",
-    info_url="https://github.com/opendata-stuttgart/meta/wiki/EN-APIs",
-    fields=frozenset(FIELDS),
-    options=Options,
-    request=request,
-    parse=parse,
+    info_url="https://github.com/opendata-stuttgart/meta/wiki/EN-APIs", fields=frozenset(FIELDS), options=Options,
+    request=request, parse=parse,
 )

@@ -8,26 +8,25 @@ from zoneinfo import ZoneInfo
 from astral import Observer
 from astral.sun import azimuth, elevation, sunrise, sunset
 
-from adapters.base import Adapter, AdapterOptions
-from gateway.records import Reading, Request, Station
+from gateway import adapter_api as api
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     pass
 
 
-def request(opts: Options, base_url: str) -> Request | None:
+def request(opts: Options, base_url: str) -> api.Request | None:
     return None
 
 
-def parse(body: bytes, opts: Options, fetched_at: datetime) -> list[Reading]:
+def parse(body: bytes, opts: Options, fetched_at: datetime) -> list[api.Reading]:
     observer = Observer(opts.latitude, opts.longitude, opts.elevation)
     zone = ZoneInfo(opts.timezone)
     now = fetched_at.astimezone(zone)
     today = now.date()
     rise_today = _event(sunrise, observer, today, zone)
     set_today = _event(sunset, observer, today, zone)
-    place = Station(name="computed", latitude=opts.latitude, longitude=opts.longitude, distance_m=0.0)
+    place = api.Station(name="computed", latitude=opts.latitude, longitude=opts.longitude, distance_m=0.0)
     daylight = None
     if rise_today is not None and set_today is not None:
         daylight = rise_today <= now < set_today
@@ -38,7 +37,7 @@ def parse(body: bytes, opts: Options, fetched_at: datetime) -> list[Reading]:
         "next_sunrise": _next(sunrise, observer, now, zone),
         "next_sunset": _next(sunset, observer, now, zone),
     }
-    return [Reading(field, value, fetched_at, place) for field, value in values.items()]  # type: ignore[arg-type]
+    return [api.Reading(field, value, fetched_at, place) for field, value in values.items()]  # type: ignore[arg-type]
 
 
 def _event(func: object, observer: Observer, day: date, zone: ZoneInfo) -> datetime | None:
@@ -57,16 +56,9 @@ def _next(func: object, observer: Observer, now: datetime, zone: ZoneInfo) -> da
     return None
 
 
-ADAPTER = Adapter(
-    name="sun",
-    title="Sun",
-    provider="Computed locally (astral)",
-    dataset="Solar position (NOAA algorithm)",
-    license="Computed; no upstream data",
-    attribution="Computed with the astral library from the city's coordinates",
+ADAPTER = api.Adapter(
+    name="sun", title="Sun", provider="Computed locally (astral)", dataset="Solar position (NOAA algorithm)",
+    license="Computed; no upstream data", attribution="Computed with the astral library from the city's coordinates",
     info_url="https://astral.readthedocs.io/",
     fields=frozenset({"elevation", "azimuth", "daylight", "next_sunrise", "next_sunset"}),
-    options=Options,
-    request=request,
-    parse=parse,
-)
+    options=Options, request=request, parse=parse)

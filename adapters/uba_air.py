@@ -7,10 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from adapters.base import Adapter, AdapterOptions, Lookup, clip, load_json_object, number
-from gateway.errors import ParseError
-from gateway.geo import distance_m
-from gateway.records import Reading, Request, Station
+from gateway import adapter_api as api
 
 Pollutant = Literal["pm10", "pm25", "no2", "o3"]
 # Field table: UBA component id -> our field. Values arrive in μg/m³ (the unit /components/json lists for all
@@ -30,7 +27,7 @@ ST_ID, ST_CODE, ST_NAME, ST_ACTIVE_TO, ST_LON, ST_LAT = 0, 1, 2, 6, 7, 8
 ROW_INDEX, ROW_INCOMPLETE, ROW_COMPONENTS = 1, 2, 3
 
 
-class Options(AdapterOptions):
+class Options(api.AdapterOptions):
     station_code: str = Field(default="DENW068", pattern=r"^[A-Z0-9]{4,12}$")  # LANUV Soest-Ost
     station_id: int | None = Field(default=None, ge=1)  # numeric UBA id; the lookup resolves station_code
     station_name: str | None = None  # station_name/_lat/_lon are filled by the lookup for the Station info
@@ -43,48 +40,47 @@ class Options(AdapterOptions):
     time_to: int | None = Field(default=24, ge=1, le=24)
 
 
-def request(opts: Options, base_url: str) -> Request:
+def request(opts: Options, base_url: str) -> api.Request:
     params = {"station": opts.station_id, "time_from": opts.time_from, "time_to": opts.time_to}
-    return Request(url=f"{base_url.rstrip('/')}/airquality/json",
-                   params={k: str(v) for k, v in params.items() if v is not None})
+    return api.get(base_url, "/airquality/json", {k: str(v) for k, v in params.items() if v is not None})
 
 
-def lookup_request(opts: Options, base_url: str) -> Request:
-    return Request(url=f"{base_url.rstrip('/')}/stations/json", params={"use": "airquality", "lang": "de"})
+def lookup_request(opts: Options, base_url: str) -> api.Request:
+    return api.get(base_url, "/stations/json", {"use": "airquality", "lang": "de"})
 
 
 def lookup_parse(body: bytes, opts: Options) -> dict[str, Any]:
-    entries = load_json_object(body).get("data")
+    entries = api.load_json_object(body).get("data")
     rows = list(entries.values()) if isinstance(entries, dict) else entries
     if not isinstance(rows, list):
-        raise ParseError("no 'data' in the station list", kind="bad_schema")
+        raise api.ParseError("no 'data' in the station list", kind="bad_schema")
     entries = [r for r in rows if isinstance(r, list) and len(r) > ST_LAT]
     if rows and not entries:
-        raise ParseError("the station list holds no [id, code, name, ...] arrays", kind="bad_schema")
+        raise api.ParseError("the station list holds no [id, code, name, ...] arrays", kind="bad_schema")
     matches = [r for r in entries if r[ST_CODE] == opts.station_code]
     if not matches:
-        raise ParseError(f"station {opts.station_code!r} not in the UBA station list", kind="not_found")
+        raise api.ParseError(f"station {opts.station_code!r} not in the UBA station list", kind="not_found")
     # A code can be listed twice when a station moved; the entry without an "active to" date is current.
     best = min(matches, key=lambda r: r[ST_ACTIVE_TO] is not None)
     station_id = _integer(best[ST_ID])
     if station_id is None or station_id < 1:
-        raise ParseError(f"station {opts.station_code!r} has no numeric id", kind="bad_schema")
-    lat, lon = number(best[ST_LAT]), number(best[ST_LON])
+        raise api.ParseError(f"station {opts.station_code!r} has no numeric id", kind="bad_schema")
+    lat, lon = api.number(best[ST_LAT]), api.number(best[ST_LON])
     return {"station_id": station_id,
-            "station_name": clip(best[ST_NAME], 80) if isinstance(best[ST_NAME], str) else None,
+            "station_name": api.clip(best[ST_NAME], 80) if isinstance(best[ST_NAME], str) else None,
             "station_lat": lat if lat is not None and abs(lat) <= 90 else None,
             "station_lon": lon if lon is not None and abs(lon) <= 180 else None}
 
 
-def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
-    span, row = _newest_row(load_json_object(body), opts)
+def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
+    span, row = _newest_row(api.load_json_object(body), opts)
     values: dict[str, Any] = dict.fromkeys(FIELDS)
     component: dict[str, dict[str, int | None]] = {}  # field -> UBA component id and its own index
     for item in row[ROW_COMPONENTS:]:
         cid = _integer(item[0]) if isinstance(item, list) and len(item) >= 3 else None
         field = opts.components.get(cid) if cid is not None else None
         if field is not None and cid is not None:
-            values[field] = number(item[1])
+            values[field] = api.number(item[1])
             component[field] = {"component_id": cid, "component_index": _index(item[2])}
     index = _index(row[ROW_INDEX]) if row else None
     values["index"], values["index_text"] = index, INDEX_TEXT[index] if index is not None else None
@@ -98,39 +94,38 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[Reading]:
     attributes["index"] = attributes["index_text"] = base | {"determined_by": worst}
     observed_at = span[0] if span is not None else now  # the hour's start, as UBA keys it
     station = _station(opts)
-    return [Reading(f, values[f], observed_at, station, attributes[f]) for f in FIELDS]
+    return [api.Reading(f, values[f], observed_at, station, attributes[f]) for f in FIELDS]
 
 
 def _newest_row(data: dict[str, Any], opts: Options) -> tuple[tuple[datetime, datetime] | None, list[Any]]:
     """The (start, end) and row of the newest hour of our station; (None, []) when there is no data."""
     if "data" not in data:
-        kind = "upstream_error" if {"error", "errors", "message"} & data.keys() else "bad_schema"
-        raise ParseError("no 'data' in the air quality response", kind=kind)
+        kind = api.error_kind(data, ("error", "errors", "message"))
+        raise api.ParseError("no 'data' in the air quality response", kind=kind)
     by_station = data["data"] if data["data"] != [] else {}  # PHP encodes an empty map as []
     if not isinstance(by_station, dict):
-        raise ParseError("'data' is not an object", kind="bad_schema")
+        raise api.ParseError("'data' is not an object", kind="bad_schema")
     if by_station and str(opts.station_id) not in by_station:
-        raise ParseError(f"station {opts.station_id} not in the response", kind="not_found")
+        raise api.ParseError(f"station {opts.station_id} not in the response", kind="not_found")
     series = by_station.get(str(opts.station_id), {})  # {} = no data in the window: not an error
     if not isinstance(series, dict):
-        raise ParseError("the station's data is not an object keyed by hour", kind="bad_schema")
+        raise api.ParseError("the station's data is not an object keyed by hour", kind="bad_schema")
     hours = {span: key for key in series if (span := _hour(key)) is not None}
     if not hours:
         if series:
-            raise ParseError("no 'YYYY-MM-DD HH:MM:SS' keys in the station's data", kind="bad_schema")
+            raise api.ParseError("no 'YYYY-MM-DD HH:MM:SS' keys in the station's data", kind="bad_schema")
         return None, []
     newest = max(hours)
     row = series[hours[newest]]
     if not isinstance(row, list) or len(row) < ROW_COMPONENTS:
-        raise ParseError("the newest hour is not a [dateEnd, index, incomplete, ...] array", kind="bad_schema")
+        raise api.ParseError("the newest hour is not a [dateEnd, index, incomplete, ...] array", kind="bad_schema")
     return newest, row
 
 
-def _station(opts: Options) -> Station:
+def _station(opts: Options) -> api.Station:
     lat, lon = opts.station_lat, opts.station_lon
-    known = lat is not None and lon is not None
-    return Station(name=opts.station_name or opts.station_code, id=opts.station_code, latitude=lat, longitude=lon,
-                   distance_m=distance_m(opts.latitude, opts.longitude, lat, lon) if known else None)
+    where = (lat, lon) if lat is not None and lon is not None else None
+    return api.station_at(opts.station_name or opts.station_code, where, opts, id=opts.station_code)
 
 
 def _hour(key: object) -> tuple[datetime, datetime] | None:
@@ -144,29 +139,21 @@ def _hour(key: object) -> tuple[datetime, datetime] | None:
         return None
 
 
-
-
 def _integer(value: object) -> int | None:
-    amount = number(value)
+    amount = api.number(value)
     return int(amount) if amount is not None and amount.is_integer() else None
 
 
 def _index(value: object) -> int | None:
-    number = _integer(value)
-    return number if number is not None and 0 <= number < len(INDEX_TEXT) else None
+    found = _integer(value)
+    return found if found is not None and 0 <= found < len(INDEX_TEXT) else None
 
 
-ADAPTER = Adapter(
-    name="uba_air",
-    title="Air quality",
-    provider="Umweltbundesamt",
-    dataset="Air quality index and 1-hour values (air_data API v3)",
-    license="dl-de/by-2-0",
+ADAPTER = api.Adapter(
+    name="uba_air", title="Air quality", provider="Umweltbundesamt",
+    dataset="Air quality index and 1-hour values (air_data API v3)", license="dl-de/by-2-0",
     attribution="Umweltbundesamt (data of the current year are provisional)",
-    info_url="https://www.umweltbundesamt.de/daten/luft/luftdaten",
-    fields=frozenset(FIELDS),
-    options=Options,
-    request=request,
-    parse=parse,
-    lookup=Lookup(needed=lambda o: o.station_id is None, request=lookup_request, parse=lookup_parse),
+    info_url="https://www.umweltbundesamt.de/daten/luft/luftdaten", fields=frozenset(FIELDS), options=Options,
+    request=request, parse=parse,
+    lookup=api.Lookup(needed=lambda o: o.station_id is None, request=lookup_request, parse=lookup_parse),
 )

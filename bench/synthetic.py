@@ -11,8 +11,8 @@ import yaml
 from pydantic import Field
 
 from adapters import ADAPTERS
-from adapters.base import Adapter, AdapterOptions
 from gateway import catalog
+from gateway.adapter_api import Adapter, AdapterOptions
 from gateway.config import loads
 from gateway.records import Reading, Request, Station
 

@@ -22,8 +22,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from adapters.base import AdapterOptions
 from gateway import __version__, discovery, status, topics
+from gateway.adapter_api import AdapterOptions
 from gateway.catalog import Catalog, SourceSpec
 from gateway.config import Broker
 from gateway.errors import SourceError

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters import ADAPTERS
-from adapters.base import Adapter, AdapterOptions
 from gateway import topics
+from gateway.adapter_api import Adapter, AdapterOptions
 from gateway.config import WILDCARD, Entity, Loaded, Measurement, Settings, Source, _describe
 from gateway.topics import KEY_RE, RESERVED_ENTITY_KEYS
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import requests
 
-from adapters.base import AdapterOptions
+from gateway.adapter_api import AdapterOptions
 from gateway.catalog import SourceSpec
 from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, fetch
 from gateway.records import Reading

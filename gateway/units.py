@@ -10,13 +10,10 @@ def kwh_per_m2_per_10min_to_w_per_m2(energy: float) -> float:
     return energy * 1000.0 * 3600.0 / TEN_MINUTES_S
 
 
-def m_to_km(metres: float) -> float:
-    return metres / 1000.0
+def uw_per_cm2_to_w_per_m2(intensity: float) -> float:
+    """1 µW/cm² = 1e-6 W / 1e-4 m² = 0.01 W/m²."""
+    return intensity / 100.0
 
 
-def kmh_to_ms(speed: float) -> float:
-    return speed / 3.6
-
-
-def ms_to_kmh(speed: float) -> float:
-    return speed * 3.6
+def pa_to_hpa(pressure: float) -> float:
+    return pressure / 100.0

@@ -164,20 +164,6 @@ def test_unusable_fixtures_raise(name: str, kind: str):
     assert info.value.kind == kind
 
 
-@pytest.mark.parametrize(("body", "kind"), [
-    (b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "not_json"),
-    (b'{"alerts": [', "bad_json"),
-    (b"[]", "bad_schema"),
-    (b'{"alerts": {"id": 1}}', "bad_schema"),
-    (b'{"alerts": [{"start": "2026-06-21T12:00:00+00:00", "level": 2}]}', "bad_schema"),
-    (b'{"detail": [{"loc": ["query", "lat"], "msg": "field required"}]}', "upstream_error"),
-])
-def test_garbage_raises_parse_error(body: bytes, kind: str):
-    with pytest.raises(ParseError) as info:
-        dwd_alerts.parse(body, OPTS, NOW)
-    assert info.value.kind == kind
-
-
 def test_request_by_coordinates_or_warn_cell():
     req = dwd_alerts.request(OPTS, "http://mirror.example/api/")
     assert req.url == "http://mirror.example/api/alerts"

@@ -113,22 +113,6 @@ def test_city_absent_is_not_found():
     assert info.value.kind == "not_found"
 
 
-@pytest.mark.parametrize(("body", "kind"), [
-    (b"<html><head><title>404 Not Found</title></head></html>", "not_json"),
-    (b'{"content": [{"city": "Kahler Asten"', "bad_json"),
-    (b'[{"city": "Kahler Asten"}]', "bad_schema"),
-    (b'{"forecast_day": "2026-06-21", "stations": []}', "bad_schema"),
-    (b'{"forecast_day": "2026-06-21", "content": [{"stadt": "Kahler Asten", "forecast": {}}]}', "bad_schema"),
-    (b'{"forecast_day": "2026-06-21", "content": ["Kahler Asten"]}', "bad_schema"),
-    (b'{"content": [{"city": "Kahler Asten", "forecast": {"today": 7}}]}', "bad_schema"),  # no date at all
-    (b'{"forecast_day": "21.06.2026", "last_update": "heute", "content": []}', "bad_schema"),
-])
-def test_garbage_raises_parse_error(body: bytes, kind: str):
-    with pytest.raises(ParseError) as info:
-        dwd_uv.parse(body, OPTS, NOW)
-    assert info.value.kind == kind
-
-
 def test_request_url():
     req = dwd_uv.request(OPTS, "http://127.0.0.1:8080/")
     assert req.url == "http://127.0.0.1:8080/climate_environment/health/alerts/uvi.json"

@@ -92,21 +92,6 @@ def test_unusable_fixtures_raise_parse_error(name: str, kind: str):
     assert info.value.kind == kind
 
 
-@pytest.mark.parametrize(("body", "kind"), [
-    (b"<html><head><title>404 Not Found</title></head></html>", "not_json"),
-    (b'{"value": [', "bad_json"),
-    (b"[]", "bad_schema"),
-    (b'{"value": [17]}', "bad_schema"),
-    (b'{"value": [{"name": "Sensorbox 37"}]}', "bad_schema"),
-    (b'{"value": [{"Datastreams": [{"name": "Luftdruck"}, "x", {"name": 3}]}]}', "not_found"),
-    (b'{"value": {"Datastreams": []}}', "bad_schema"),
-])
-def test_garbage_raises_parse_error(body: bytes, kind: str):
-    with pytest.raises(ParseError) as info:
-        sensorthings.parse(body, OPTS, NOW)
-    assert info.value.kind == kind
-
-
 def test_request_is_one_url_with_odata_options():
     opts = sensorthings.Options(latitude=51.571, longitude=8.106, thing_filter="@iot.id eq 17")
     req = sensorthings.request(opts, "https://daten-api.osnabrueck.de/")

@@ -147,26 +147,6 @@ def test_component_map_is_an_option():
     assert uba_air.Options(latitude=1, longitude=2, components={"3": "o3"}).components == {3: "o3"}
 
 
-@pytest.mark.parametrize(("body", "kind"), [
-    (b"<html><head><title>502 Bad Gateway</title></head></html>", "not_json"),
-    (b'{"data": {"1234": {"2025-06-21 13:00:00": [', "bad_json"),
-    (b'[{"data": {}}]', "bad_schema"),
-    (b'{"daten": {"1234": {}}}', "bad_schema"),
-    (b'{"error": "Invalid parameter: station"}', "upstream_error"),
-    (b'{"data": "none"}', "bad_schema"),
-    (b'{"data": {"9999": {"2025-06-21 13:00:00": ["2025-06-21 14:00:00", 1, 0]}}}', "not_found"),
-    (b'{"data": {"1234": [["2025-06-21 14:00:00", 1, 0]]}}', "bad_schema"),
-    (b'{"data": {"1234": {"21.06.2025 13:00": ["2025-06-21 14:00:00", 1, 0]}}}', "bad_schema"),
-    (b'{"data": {"1234": {"2025-06-21 13:00:00": {"index": 1}}}}', "bad_schema"),
-    (b'{"data": {"1234": {"2025-06-21 13:00:00": ["2025-06-21 14:00:00"]}}}', "bad_schema"),
-    (b'{"data": {"1234": {"0001-01-01 00:00:00": ["", 1, 0]}}}', "bad_schema"),  # before year 1 in UTC
-])
-def test_garbage_raises_parse_error(body: bytes, kind: str):
-    with pytest.raises(ParseError) as info:
-        uba_air.parse(body, OPTS, NOW)
-    assert info.value.kind == kind
-
-
 def test_request_url_and_params():
     req = uba_air.request(OPTS, "https://www.umweltbundesamt.de/api/air_data/v3/")
     assert req.url == "https://www.umweltbundesamt.de/api/air_data/v3/airquality/json"

@@ -1,0 +1,449 @@
+"""Everything an adapter imports: its types, its error, unit converters and the parsing helpers they share.
+
+Adapters import this module only (plus the standard library and third-party parsers), so that loading one
+does not load the core's configuration, scheduler or Home Assistant tables; the core imports adapters, never
+the other way round. It imports gateway.records, gateway.errors, gateway.units and gateway.geo, all pure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from gateway.errors import ParseError
+from gateway.geo import distance_m
+from gateway.records import Reading, Request, Station, Value
+from gateway.units import kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
+
+__all__ = [
+    "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup", "NonBlank",
+    "ParseError", "Read", "Reading", "Request", "Station", "Value", "as_dict", "as_list", "aware_datetime",
+    "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "day_key", "dig", "distance_m",
+    "error_kind", "expect_any", "finite_number", "flag", "geojson_position", "get", "identifier", "integer",
+    "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
+    "load_json_object", "local_datetime", "member", "number", "offset_zone", "one_of", "pa_to_hpa", "phase", "pick",
+    "point", "position", "read_fields", "readings", "require", "series", "station_at", "text",
+    "uw_per_cm2_to_w_per_m2",
+]
+
+T = TypeVar("T")
+Read = Callable[[object], Value]
+"""How a field table reads one upstream value: e.g. ``finite_number``, ``converted(pa_to_hpa)``, ``one_of(...)``."""
+FieldTable = Mapping[str, tuple[str, Read | None]]
+"""Our field -> (upstream key, how it is read); None reads a finite number as it is."""
+
+
+def check_timezone(value: str) -> str:
+    """An IANA time zone name, or ValueError saying what would be valid."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
+    return value
+
+
+FIELD_KEY = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+def check_field_key(value: str) -> str:
+    """An option key that becomes (part of) a field name, or ValueError saying what would be valid."""
+    if not FIELD_KEY.match(value):
+        raise ValueError(f"{value!r} must match ^[a-z0-9_]{{1,64}}$ (it becomes a field name)")
+    return value
+
+
+def check_not_blank(value: str) -> str:
+    """Text with at least one non-space character, kept as it is (it may be matched exactly upstream)."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+FieldKey = Annotated[str, AfterValidator(check_field_key)]
+"""An option key the user chooses that becomes a field name, e.g. a SensorThings datastream alias."""
+NonBlank = Annotated[str, AfterValidator(check_not_blank)]
+"""An option naming something upstream, e.g. a Datastream name: not blank, not stripped."""
+
+
+class AdapterOptions(BaseModel):
+    """Options every adapter gets; the core fills the city's values unless topics.yaml overrides them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    timezone: str = "Europe/Berlin"
+    elevation: float = 0.0
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, value: check_timezone(value)))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """``timezone`` as a ZoneInfo (validated above, so this cannot fail)."""
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A request made once (and again after repeated failures) whose answer fills in options.
+
+    For ids an API wants that users should not have to know, e.g. UBA's numeric station id for
+    the station code DENW068. ``parse`` returns the option updates, or raises ParseError.
+    """
+
+    needed: Callable[[Any], bool]
+    request: Callable[[Any, str], Request]
+    parse: Callable[[bytes, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A data source kind. ``request`` returns None for sources computed without a network.
+
+    Attributes:
+        fields: every field ``parse`` can emit; topics.yaml entities must name one of them.
+        dynamic_fields: for adapters whose fields come from their options (e.g. SensorThings
+            datastream aliases); overrides ``fields`` when set.
+        lookup: an optional one-off request that completes the options before the first fetch.
+        reevaluate: parse the last body again on every tick, for values that change with time
+            alone (a warning that expires, "pickup tomorrow" after midnight).
+    """
+
+    name: str
+    title: str
+    provider: str
+    dataset: str
+    license: str
+    attribution: str
+    info_url: str
+    fields: frozenset[str]
+    options: type[AdapterOptions]
+    request: Callable[[Any, str], Request | None]
+    parse: Callable[[bytes, Any, datetime], Sequence[Reading]]
+    dynamic_fields: Callable[[Any], frozenset[str]] | None = None
+    lookup: Lookup | None = None
+    reevaluate: bool = False
+
+    def fields_for(self, options: AdapterOptions) -> frozenset[str]:
+        return self.dynamic_fields(options) if self.dynamic_fields is not None else self.fields
+
+
+def get(base_url: str, path: str, params: Mapping[str, str] | None = None,
+        accept: str = "application/json") -> Request:
+    """A GET of ``path`` (starting with "/") below the source's base_url from topics.yaml."""
+    return Request(url=base_url.rstrip("/") + path, params=dict(params or {}), accept=accept)
+
+
+def point(opts: AdapterOptions, latitude: str = "lat", longitude: str = "lon") -> dict[str, str]:
+    """The configured coordinates as query parameters with 4 decimals (about 10 m), under the API's names."""
+    return {latitude: f"{opts.latitude:.4f}", longitude: f"{opts.longitude:.4f}"}
+
+
+# --- JSON bodies -------------------------------------------------------------------------------
+
+ERROR_KEYS = frozenset({"error", "errors", "message", "detail", "statusCode"})
+
+
+def load_json(body: bytes) -> Any:
+    """Decode JSON or raise ParseError with a short reason (HTML pages, truncation, ...)."""
+    head = body.lstrip()[:1]
+    if head == b"<":
+        raise ParseError("got HTML instead of JSON", kind="not_json")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ParseError(f"invalid JSON: {str(exc)[:120]}", kind="bad_json") from None
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object, or ParseError."""
+    data = load_json(body)
+    if not isinstance(data, dict):
+        raise ParseError(f"expected a JSON object, got {type(data).__name__}", kind="bad_schema")
+    return data
+
+
+def error_kind(data: object, keys: Iterable[str] = ERROR_KEYS) -> str:
+    """``upstream_error`` for an object that looks like an API's error document, else ``bad_schema``."""
+    return "upstream_error" if isinstance(data, dict) and not set(keys).isdisjoint(data) else "bad_schema"
+
+
+def load_json_array(body: bytes, what: str = "items") -> list[Any]:
+    """A JSON array, or ParseError; an object that looks like an error document is ``upstream_error``."""
+    data = load_json(body)
+    if isinstance(data, list):
+        return data
+    raise ParseError(f"expected a JSON array of {what}, got {type(data).__name__}", kind=error_kind(data))
+
+
+def member(data: dict[str, Any], key: str, kind: type, where: str, errors: Iterable[str] = ERROR_KEYS) -> Any:
+    """``data[key]`` if it is a ``kind`` (list, dict); else ParseError, ``upstream_error`` for an error document."""
+    value = data.get(key)
+    if isinstance(value, kind):
+        return value
+    name = "list" if kind is list else "object"
+    raise ParseError(f"no {key!r} {name} in {where}", kind=error_kind(data, errors))
+
+
+def pick(items: list[Any], key: str, match: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any] | None:
+    """The first entry with ``key`` that matches; None for an empty list (valid, nothing published).
+
+    Raises ParseError ``bad_schema`` when no entry has ``key`` (renamed upstream), ``not_found``
+    when entries exist but none matches the configured one.
+    """
+    entries = [item for item in items if isinstance(item, dict) and key in item]
+    if items and not entries:
+        raise ParseError(f"no entry has a {key!r}", kind="bad_schema")
+    found = next((item for item in entries if match(item)), None)
+    if found is None and entries:
+        raise ParseError(f"{clip(what, 80)} is not in the response", kind="not_found")
+    return found
+
+
+def dig(value: object, *path: str) -> object:
+    """``value[path[0]][path[1]]...``, or None where a level is missing or not an object."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def as_dict(value: object) -> dict[Any, Any]:
+    """``value`` if it is a JSON object, else an empty one: for optional parts of a response."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty one: for optional parts of a response."""
+    return value if isinstance(value, list) else []
+
+
+def require(value: T | None, problem: str, kind: str = "bad_schema") -> T:
+    """``value``, or ParseError ``problem`` when it is None: for what a response cannot do without."""
+    if value is None:
+        raise ParseError(problem, kind=kind)
+    return value
+
+
+def expect_any(record: Mapping[str, Any], keys: Iterable[str], problem: str) -> None:
+    """ParseError ``bad_schema`` unless ``record`` has one of ``keys``: the source renamed all of its fields."""
+    if set(keys).isdisjoint(record):
+        raise ParseError(problem, kind="bad_schema")
+
+
+# --- values ------------------------------------------------------------------------------------
+
+MAX_TEXT = 500
+MAX_NUMBER_TEXT = 50  # longer numeric strings are garbage, and float() of huge text is slow
+
+
+def clip(value: object, limit: int = MAX_TEXT) -> str | None:
+    """Upstream text for attributes: a string, cut to ``limit`` characters, or None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def text(value: object, limit: int = MAX_TEXT) -> str | None:
+    """Upstream text that must be a string: clipped, None for other types and for blank text."""
+    return clip(value, limit) or None if isinstance(value, str) else None
+
+
+def finite_number(value: object) -> float | None:
+    """A float from a JSON number, or None for null, NaN, infinities, booleans and other types."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    return number
+
+
+def number(value: object) -> float | None:
+    """A finite float from a JSON number or a numeric string ("11.40"); None for anything else."""
+    if isinstance(value, str):
+        try:
+            value = float(value) if len(value) < MAX_NUMBER_TEXT else None
+        except ValueError:
+            return None
+    return finite_number(value)
+
+
+def identifier(value: object, limit: int = 40) -> str | None:
+    """An id that upstream sends as text or as an integer, as clipped text; None for other types and booleans."""
+    return clip(value, limit) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def integer(value: object) -> int | None:
+    """A JSON integer (not a bool, not a float), or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def flag(value: object) -> bool | None:
+    """A JSON number 1 or 0 (e.g. Open-Meteo's ``is_day``) as True or False; None for anything else, booleans too."""
+    amount = finite_number(value)
+    return bool(amount) if amount in (0.0, 1.0) else None
+
+
+def converted(convert: Callable[[float], float], read: Callable[[object], float | None] = finite_number) -> Read:
+    """A field-table reader: the number ``read`` finds, in our unit (``convert``s it), or None."""
+    def read_converted(value: object) -> float | None:
+        amount = read(value)
+        return convert(amount) if amount is not None else None
+    return read_converted
+
+
+def one_of(allowed: Iterable[str]) -> Read:
+    """A field-table reader for enums: the text if it is one of ``allowed`` (the options Home Assistant was
+    told about), else None."""
+    options = frozenset(allowed)
+    return lambda value: value if isinstance(value, str) and value in options else None
+
+
+def read_fields(record: Mapping[str, Any], table: FieldTable, observed_at: datetime,
+                station: Station | Callable[[str], Station | None] | None) -> list[Reading]:
+    """One Reading per field of ``table`` from ``record``, with its upstream key as the attribute ``upstream_field``.
+
+    ``station`` is a Station, or a function of the upstream key for sources that mix stations per field.
+    """
+    readings: list[Reading] = []
+    for field, (key, read) in table.items():
+        value = (read or finite_number)(record.get(key))
+        where = station(key) if callable(station) else station
+        readings.append(Reading(field, value, observed_at, where, {"upstream_field": key}))
+    return readings
+
+
+def readings(values: Mapping[str, tuple[Value, Mapping[str, Any]]], observed_at: datetime,
+             station: Station | None) -> list[Reading]:
+    """Readings from a table of field -> (value, attributes), all observed at one time at one station."""
+    return [Reading(field, value, observed_at, station, attrs) for field, (value, attrs) in values.items()]
+
+
+def latest_per_id(items: Iterable[T], id_of: Callable[[T], object], order: Callable[[T], Any]) -> list[T]:
+    """The newest item of each id, by ``order`` (the later item on a tie), in the order the ids first appear.
+
+    For message feeds where an Update or a Cancel supersedes the earlier message with the same id.
+    Items without an id (None) are each kept on their own.
+    """
+    latest: dict[tuple[bool, object], T] = {}
+    for index, item in enumerate(items):
+        ident = id_of(item)
+        key = (True, ident) if ident is not None else (False, index)
+        if key not in latest or order(item) >= order(latest[key]):
+            latest[key] = item
+    return list(latest.values())
+
+
+def listed(items: Sequence[Mapping[str, Any]], keys: Iterable[str], limit: int) -> list[dict[str, Any]]:
+    """Attribute entries, at most ``limit``; times as ISO strings so attributes stay plain JSON."""
+    return [{k: v.isoformat() if isinstance(v := item[k], datetime) else v for k in keys} for item in items[:limit]]
+
+
+# --- times -------------------------------------------------------------------------------------
+
+def local_datetime(value: object, zone: tzinfo) -> datetime | None:
+    """ISO 8601 text (DWD also writes "2026-04-11 11:00 Uhr"); without an offset it is ``zone``'s time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.strip().removesuffix("Uhr").strip())
+        stamp = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=zone)
+        stamp.astimezone(UTC)  # rejects year-1/9999 times the core could not compare
+    except (ValueError, OverflowError):
+        return None
+    return stamp
+
+
+def aware_datetime(value: object) -> datetime | None:
+    """ISO 8601 text with a UTC offset as a datetime; None for other text, no offset or other types."""
+    try:
+        stamp = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return stamp if stamp is not None and stamp.tzinfo is not None else None
+
+
+def offset_zone(seconds: object) -> tzinfo | None:
+    """A fixed time zone from a UTC offset in seconds (``utc_offset_seconds``); None unless a number under a day."""
+    amount = finite_number(seconds)
+    return timezone(timedelta(seconds=amount)) if amount is not None and abs(amount) < 86_400 else None
+
+
+def series(times: Iterable[datetime | None], values: object) -> list[tuple[datetime, float]]:
+    """(time, value) pairs from parallel arrays of times and numbers, without pairs whose time or value is missing.
+
+    ``values`` is the upstream array as it came (anything but a list gives no pairs); extra times or values are
+    ignored.
+    """
+    return [(t, n) for t, v in zip(times, as_list(values), strict=False)
+            if t is not None and (n := finite_number(v)) is not None]
+
+
+def iso_date(value: object) -> date | None:
+    """A "YYYY-MM-DD" date, or None."""
+    try:
+        return date.fromisoformat(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def day_key(days: Sequence[str], issued: date, now: datetime, zone: tzinfo, offset: int) -> str | None:
+    """The key in a DWD file's ``days`` ("today", "tomorrow", ... counted from ``issued``) that holds the
+    day ``offset`` days after ``now``'s local date; None when the file does not cover that day.
+
+    DWD keeps serving a file until the next issue, so a file a day old has our today as its "tomorrow".
+    """
+    index = (now.astimezone(zone).date() - issued).days + offset
+    return days[index] if 0 <= index < len(days) else None
+
+
+def phase(onset: datetime | None, expires: datetime | None, now: datetime) -> str:
+    """Where a warning stands at ``now``: "expired" once ``expires`` has passed, "upcoming" before ``onset``,
+    else "active" (an unknown onset or expiry does not hide a warning)."""
+    if expires is not None and expires <= now:
+        return "expired"
+    return "upcoming" if onset is not None and onset > now else "active"
+
+
+# --- places ------------------------------------------------------------------------------------
+
+def position(latitude: object, longitude: object,
+             read: Callable[[object], float | None] = finite_number) -> tuple[float, float] | None:
+    """(latitude, longitude) from upstream values, or None unless both are finite and on the globe."""
+    lat, lon = read(latitude), read(longitude)
+    if lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180:
+        return None
+    return lat, lon
+
+
+def geojson_position(geometry: object,
+                     read: Callable[[object], float | None] = finite_number) -> tuple[float, float] | None:
+    """(latitude, longitude) of a GeoJSON Point, bare or as a Feature's geometry; None for other shapes."""
+    if dig(geometry, "type") == "Feature":
+        geometry = dig(geometry, "geometry")
+    coordinates = dig(geometry, "coordinates") if dig(geometry, "type") == "Point" else None
+    if not isinstance(coordinates, list) or len(coordinates) < 2:
+        return None
+    return position(coordinates[1], coordinates[0], read)  # GeoJSON order is [lon, lat]
+
+
+def station_at(name: str, where: tuple[float, float] | None, opts: AdapterOptions, id: str | None = None) -> Station:
+    """A Station at ``where`` (if known) with its distance from the configured coordinates."""
+    if where is None:
+        return Station(name=name, id=id)
+    lat, lon = where
+    return Station(name=name, id=id, latitude=lat, longitude=lon,
+                   distance_m=distance_m(opts.latitude, opts.longitude, lat, lon))
