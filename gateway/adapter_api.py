@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -21,6 +21,7 @@ from gateway.errors import ParseError
 from gateway.geo import distance_m
 from gateway.records import Reading, Request, Station, Value
 from gateway.units import kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
+from gateway.zones import check_timezone
 
 __all__ = [
     "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup", "NonBlank",
@@ -38,15 +39,6 @@ Read = Callable[[object], Value]
 """How a field table reads one upstream value: e.g. ``finite_number``, ``converted(pa_to_hpa)``, ``one_of(...)``."""
 FieldTable = Mapping[str, tuple[str, Read | None]]
 """Our field -> (upstream key, how it is read); None reads a finite number as it is."""
-
-
-def check_timezone(value: str) -> str:
-    """An IANA time zone name, or ValueError saying what would be valid."""
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
-    return value
 
 
 FIELD_KEY = re.compile(r"^[a-z0-9_]{1,64}$")

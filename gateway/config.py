@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -35,6 +34,7 @@ from gateway import ha
 from gateway.errors import ConfigError
 from gateway.schedule import cron_trigger
 from gateway.topics import KEY_RE, RESERVED_ENTITY_KEYS, RESERVED_SOURCE_KEYS, ROOT_SEGMENT_RE
+from gateway.zones import check_timezone
 
 DEFAULT_CONFIG = "topics.yaml"
 ENV_PREFIX = "GATEWAY_"
@@ -107,22 +107,6 @@ BirthDelay = duration(maximum=600.0)
 ReconnectMin = duration(maximum=600.0)
 ReconnectMax = duration(maximum=3600.0)
 HostInterval = duration(maximum=3600.0, allow_zero=True)
-_ZONE_RE = re.compile(r"^[A-Za-z0-9_+-]{1,32}(?:/[A-Za-z0-9_+-]{1,32}){0,2}$")
-
-
-def check_timezone(value: str) -> str:
-    """An IANA time zone name, or ValueError saying what would be valid."""
-    problem = ValueError(f"unknown time zone {echo(value)} (e.g. Europe/Berlin)")
-    # ZoneInfo opens the name as a file: a directory ("Europe") or a huge name is an OSError, not a miss.
-    if not isinstance(value, str) or not _ZONE_RE.match(value):
-        raise problem
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise problem from exc
-    return value
-
-
 def _check_key(value: str) -> str:
     if not isinstance(value, str) or not KEY_RE.match(value):
         raise ValueError(f"{echo(value)} is not a valid key (lower-case letters, digits, '_' or '-')")

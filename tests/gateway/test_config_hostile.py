@@ -54,6 +54,18 @@ def test_invalid_zone_name_is_a_one_line_error(zone: str):
     assert len(message) < 250
 
 
+def test_invalid_zone_name_in_adapter_options_is_a_one_line_error():
+    """Adapters check their own ``timezone`` option with the same rule (it crashed on directories too)."""
+    data = yaml.safe_load(DEFAULT_TEXT)
+    data["sources"]["brightsky"].setdefault("options", {})["timezone"] = "Europe"
+    with pytest.raises(ConfigError) as info:
+        catalog.build(loads(yaml.safe_dump(data, allow_unicode=True), Path("topics.yaml")))
+    message = str(info.value)
+    assert "sources.brightsky.options.timezone" in message
+    assert "unknown time zone 'Europe'" in message
+    assert "\n" not in message
+
+
 # --------------------------------------------------------------------------- 2. duplicate keys
 
 
