@@ -8,6 +8,7 @@ import ctypes
 import gc
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -42,7 +43,17 @@ log = logging.getLogger(__name__)
 
 RECONCILE_TIMEOUT = 10.0
 REGISTRY_FILE = "discovery.json"
-REFRESH_MIN_INTERVAL = 10
+# Presses closer together than this are ignored (each press writes a log line).
+REFRESH_MIN_INTERVAL = 2.0
+# A press refetches a source only if its last run is older than refresh_floor(its interval).
+REFRESH_FLOOR_MIN = 60.0
+REFRESH_FLOOR_SHARE = 0.1
+# Commands (a button press, HA's birth message) are a few bytes; anything longer is not one, and
+# comparing it after strip() would let "online" + 50 MiB of spaces count.
+MAX_COMMAND_PAYLOAD = 64
+# At most this many retained configs are remembered while reconciling; a broker full of planted
+# configs under our node id must not grow the gateway without bound.
+MAX_SEEN_CONFIGS_EXTRA = 10_000
 JSON = "application/json"
 HEARTBEAT_TICK_MAX = 60.0
 
@@ -62,6 +73,22 @@ class SourceState:
     options: AdapterOptions | None = None
     body: bytes | None = None
     url: str = ""
+    last_run: float = float("-inf")  # time.monotonic() when the last run started
+
+
+def refresh_floor(interval: float) -> float:
+    """Seconds after its last run before a refresh press may fetch a source again.
+
+    ``min(interval, max(60 s, interval / 10))``: a press never fetches a source more often than
+    its own schedule does, nor more than once a minute (unless the schedule itself is faster);
+    a 10-minute source at most every minute, an hourly one every 6 minutes, a daily one every 2.4 h.
+    """
+    return min(interval, max(REFRESH_FLOOR_MIN, interval * REFRESH_FLOOR_SHARE))
+
+
+def own_discovery_topic(prefix: str, node_id: str) -> re.Pattern[str]:
+    """``<prefix>/<component>/<node_id>/<object_id>/config`` of this gateway, and nothing else."""
+    return re.compile(rf"{re.escape(prefix)}/[A-Za-z0-9_-]+/{re.escape(node_id)}/[A-Za-z0-9_-]+/config")
 
 
 class Gateway:
@@ -73,6 +100,7 @@ class Gateway:
         self.catalog = catalog
         self.settings = catalog.settings
         self.metrics = metrics or Metrics()
+        self.metrics.prepare(catalog.sources.values())
         self.store = Store(self.settings.mqtt.heartbeat)
         self.sources = {key: SourceState() for key in catalog.sources}
         self.hosts = HostPolicy(self.settings.http.per_host_interval)
@@ -95,6 +123,7 @@ class Gateway:
         self._config_filter = f"{catalog.prefix}/+/{catalog.node_id}/+/config"
         self._birth_topic = f"{catalog.prefix}/status"
         self._announce: asyncio.TimerHandle | None = None
+        self._announce_by = 0.0  # loop time by which a pending re-announce must have happened
         self._first_connect_done = False
         self._stopping = False
         self._dirty = False
@@ -119,8 +148,7 @@ class Gateway:
         if self.state_file is None:
             return
         saved = self.state_file.load()
-        registry = (self.registry_file.load() if self.registry_file is not None else {}).get("topics")
-        self.registry = {t for t in registry if isinstance(t, str)} if isinstance(registry, list) else set()
+        self.registry = self._load_registry()
         entities = saved.get("entities")
         if not isinstance(entities, dict):
             return
@@ -130,6 +158,23 @@ class Gateway:
         count = sum(len(m) for _, m in restored)
         if count:
             log.info("restored %d fresh values from %s", count, self.state_file.path)
+
+    def _load_registry(self) -> set[str]:
+        """Our discovery topics from the last run; anything else in the file is never cleared.
+
+        A tampered or foreign discovery.json must not make us delete another integration's
+        configs (or zigbee2mqtt's bridge), and one invalid topic must not reach the broker link.
+        """
+        listed = (self.registry_file.load() if self.registry_file is not None else {}).get("topics")
+        if not isinstance(listed, list):
+            return set()
+        ours = own_discovery_topic(self.catalog.prefix, self.catalog.node_id)
+        kept = {t for t in listed if isinstance(t, str) and ours.fullmatch(t)}
+        if len(kept) < len(listed):
+            log.warning("%s: ignored %d entries that are not discovery topics of node '%s'",
+                        self.registry_file.path if self.registry_file else REGISTRY_FILE,
+                        len(listed) - len(kept), self.catalog.node_id)
+        return kept
 
     def _state_doc(self) -> dict[str, Any]:
         """Built on the event loop, which owns the store; only writing the file may happen elsewhere."""
@@ -260,6 +305,9 @@ class Gateway:
             self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._on_connect()))
 
     def _on_message_threadsafe(self, topic: str, payload: bytes, retain: bool) -> None:
+        # Only retained discovery configs (a few KB) may be longer than a command.
+        if len(payload) > MAX_COMMAND_PAYLOAD and not (retain and topic.endswith("/config")):
+            return
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_message, topic, payload, retain)
 
@@ -342,35 +390,55 @@ class Gateway:
             if self._sync_event is not None:
                 self._sync_event.set()
         elif topic == self._birth_topic:
-            if payload.strip().lower() == b"online":
+            if len(payload) <= MAX_COMMAND_PAYLOAD and payload.strip().lower() == b"online":
                 self._schedule_announce()
         elif topic == self.catalog.refresh_topic:
             # A retained press would fire on every start; HA's button never retains.
-            if not retain and payload.strip().upper() in (b"PRESS", b"REFRESH", b""):
+            if not retain and len(payload) <= MAX_COMMAND_PAYLOAD \
+                    and payload.strip().upper() in (b"PRESS", b"REFRESH", b""):
                 self.refresh_all()
-        elif self._seen_configs is not None and retain and topic.endswith("/config") and payload:
+        elif self._seen_configs is not None and retain and topic.endswith("/config") and payload \
+                and len(self._seen_configs) < self.config_count + MAX_SEEN_CONFIGS_EXTRA:
             self._seen_configs[topic] = hash(payload)
 
     def refresh_all(self) -> None:
-        """Run every source now (HA's "refresh all sources" button); at most every 10 s."""
+        """Run the sources that are due for it now (HA's "refresh all sources" button).
+
+        A source is refetched only if its last run started at least ``refresh_floor(interval)``
+        ago, so pressing the button often never fetches any source more often than its own
+        schedule does; presses less than REFRESH_MIN_INTERVAL apart are ignored altogether.
+        """
         now = time.monotonic()
         if now - self._last_refresh < REFRESH_MIN_INTERVAL or self.scheduler is None:
-            log.info("refresh ignored: the last one was less than %ds ago", REFRESH_MIN_INTERVAL)
+            log.debug("refresh ignored: the last one was less than %gs ago", REFRESH_MIN_INTERVAL)
             return
         self._last_refresh = now
-        log.info("refreshing all sources now")
-        for key in self.catalog.sources:
+        due = [key for key, spec in self.catalog.sources.items()
+               if now - self.sources[key].last_run >= refresh_floor(spec.interval)]
+        waiting = [key for key in self.catalog.sources if key not in due]
+        log.info("refresh: fetching %d of %d sources now (%s); fetched too recently: %s", len(due),
+                 len(self.catalog.sources), ", ".join(due) or "none", ", ".join(waiting) or "none")
+        for key in due:
             job = self.scheduler.get_job(key)
             if job is not None:
                 job.modify(next_run_time=datetime.now(UTC))
 
     def _schedule_announce(self) -> None:
+        """Debounce HA's birth messages, but re-announce at most 2 × birth_delay after the first.
+
+        Restarting the timer on every birth would let a birth every few seconds postpone the
+        re-announce forever.
+        """
         assert self._loop is not None
-        if self._announce is not None:
+        now = self._loop.time()
+        birth_delay = self.settings.mqtt.birth_delay
+        if self._announce is None:
+            self._announce_by = now + 2 * birth_delay
+        else:
             self._announce.cancel()
-        delay = random.uniform(0.5, 1.0) * self.settings.mqtt.birth_delay
-        log.info("Home Assistant came online; re-announcing in %.1fs", delay)
-        self._announce = self._loop.call_later(delay, self._reannounce)
+        at = min(now + random.uniform(0.5, 1.0) * birth_delay, self._announce_by)
+        log.info("Home Assistant came online; re-announcing in %.1fs", at - now)
+        self._announce = self._loop.call_at(at, self._reannounce)
 
     def _reannounce(self) -> None:
         self._announce = None
@@ -386,6 +454,7 @@ class Gateway:
         spec = self.catalog.sources[key]
         state = self.sources[key]
         state.runs += 1
+        state.last_run = time.monotonic()
         fetched_at = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
         try:
