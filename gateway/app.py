@@ -76,14 +76,25 @@ class SourceState:
     last_run: float = float("-inf")  # time.monotonic() when the last run started
 
 
-def refresh_floor(interval: float) -> float:
+def refresh_floor(interval: float, local: bool = False) -> float:
     """Seconds after its last run before a refresh press may fetch a source again.
 
     ``min(interval, max(60 s, interval / 10))``: a press never fetches a source more often than
     its own schedule does, nor more than once a minute (unless the schedule itself is faster);
     a 10-minute source at most every minute, an hourly one every 6 minutes, a daily one every 2.4 h.
+    A source computed without the network (the sun) has nobody to be polite to: 0.
     """
-    return min(interval, max(REFRESH_FLOOR_MIN, interval * REFRESH_FLOOR_SHARE))
+    return 0.0 if local else min(interval, max(REFRESH_FLOOR_MIN, interval * REFRESH_FLOOR_SHARE))
+
+
+def is_local(spec: SourceSpec) -> bool:
+    """True for a source computed without the network (its adapter asks for no request)."""
+    if spec.adapter.lookup is not None:
+        return False
+    try:
+        return spec.adapter.request(spec.options, spec.config.base_url or "") is None
+    except Exception:  # an adapter that needs more than its options to build a request is remote
+        return False
 
 
 def own_discovery_topic(prefix: str, node_id: str) -> re.Pattern[str]:
@@ -103,6 +114,8 @@ class Gateway:
         self.metrics.prepare(catalog.sources.values())
         self.store = Store(self.settings.mqtt.heartbeat)
         self.sources = {key: SourceState() for key in catalog.sources}
+        self._refresh_floors = {key: refresh_floor(spec.interval, is_local(spec))
+                                for key, spec in catalog.sources.items()}
         self.hosts = HostPolicy(self.settings.http.per_host_interval)
         self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.started_mono = time.monotonic()
@@ -413,8 +426,8 @@ class Gateway:
             log.debug("refresh ignored: the last one was less than %gs ago", REFRESH_MIN_INTERVAL)
             return
         self._last_refresh = now
-        due = [key for key, spec in self.catalog.sources.items()
-               if now - self.sources[key].last_run >= refresh_floor(spec.interval)]
+        due = [key for key in self.catalog.sources
+               if now - self.sources[key].last_run >= self._refresh_floors[key]]
         waiting = [key for key in self.catalog.sources if key not in due]
         log.info("refresh: fetching %d of %d sources now (%s); fetched too recently: %s", len(due),
                  len(self.catalog.sources), ", ".join(due) or "none", ", ".join(waiting) or "none")
