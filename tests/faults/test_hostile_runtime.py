@@ -195,7 +195,7 @@ def test_state_files_are_capped_on_load(tmp_path: Path, kind: str):
     else:
         with path.open("wb") as fh:  # sparse: costs no disk
             fh.write(b'{"version":1,"entities":{},"pad":"')
-            fh.truncate(65 * 1024 * 1024)
+            fh.truncate(3 << 29)  # 1.5 GiB, over the subprocess's memory limit
     try:
         result = load_in_subprocess(data)
     except subprocess.TimeoutExpired:
