@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from adapters.base import AdapterOptions
 from gateway import __version__, discovery, status, topics
 from gateway.catalog import Catalog, SourceSpec
+from gateway.checks import check_time
 from gateway.config import Broker
 from gateway.errors import SourceError
 from gateway.fetch import HostPolicy, Validators, make_session
@@ -610,8 +611,18 @@ class Gateway:
         except SourceError:
             return
         # The body is as old as its fetch: a re-evaluation must not make it look newer.
-        readings = [r if r.observed_at <= fetched else replace(r, observed_at=fetched) for r in readings]
+        readings = as_of_fetch(readings, fetched)
         self._publish_readings(spec, readings, fetched, state.url)
+
+
+def as_of_fetch(readings: list[Reading], fetched: datetime) -> list[Reading]:
+    """Readings of a re-parsed body, none newer than its fetch.
+
+    A reading whose timestamp failed its check at the fetch (from the future) was rejected and
+    counted then; moving it to the fetch time would publish it after all, on the next tick.
+    """
+    return [r if r.observed_at <= fetched else replace(r, observed_at=fetched)
+            for r in readings if check_time(r.observed_at, fetched) is None]
 
 
 def release_startup_memory() -> None:

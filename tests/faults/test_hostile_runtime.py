@@ -205,3 +205,15 @@ def test_state_files_are_capped_on_load(tmp_path: Path, kind: str):
     assert "moved it to state.json.corrupt-" in result.stderr
     assert not path.is_symlink()
     assert not path.exists()
+
+
+def test_a_reparsed_future_reading_stays_rejected():
+    """Re-evaluation moves readings newer than their fetch to the fetch time; one from the future
+    (rejected at the fetch) must not be published that way on the next tick."""
+    from gateway.app import as_of_fetch
+    from gateway.records import Reading
+
+    fetched = datetime(2026, 6, 21, 12, tzinfo=UTC)
+    soon = fetched.replace(minute=2)  # within the clock-skew allowance
+    kept = as_of_fetch([Reading("a", 1, FUTURE), Reading("b", 2, soon), Reading("c", 3, fetched)], fetched)
+    assert [(r.field, r.observed_at) for r in kept] == [("b", fetched), ("c", fetched)]
