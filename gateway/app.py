@@ -8,7 +8,9 @@ import ctypes
 import gc
 import logging
 import random
+import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gateway import __version__, discovery, status, topics
 from gateway.adapter_api import AdapterOptions
 from gateway.catalog import Catalog, SourceSpec
+from gateway.checks import check_time
 from gateway.config import Broker
 from gateway.errors import SourceError
 from gateway.fetch import HostPolicy, Validators, make_session
@@ -42,7 +45,17 @@ log = logging.getLogger(__name__)
 
 RECONCILE_TIMEOUT = 10.0
 REGISTRY_FILE = "discovery.json"
-REFRESH_MIN_INTERVAL = 10
+# Presses closer together than this are ignored (each press writes a log line).
+REFRESH_MIN_INTERVAL = 2.0
+# A press refetches a source only if its last run is older than refresh_floor(its interval).
+REFRESH_FLOOR_MIN = 60.0
+REFRESH_FLOOR_SHARE = 0.1
+# Commands (a button press, HA's birth message) are a few bytes; anything longer is not one, and
+# comparing it after strip() would let "online" + 50 MiB of spaces count.
+MAX_COMMAND_PAYLOAD = 64
+# At most this many retained configs are remembered while reconciling; a broker full of planted
+# configs under our node id must not grow the gateway without bound.
+MAX_SEEN_CONFIGS_EXTRA = 10_000
 JSON = "application/json"
 HEARTBEAT_TICK_MAX = 60.0
 
@@ -62,6 +75,33 @@ class SourceState:
     options: AdapterOptions | None = None
     body: bytes | None = None
     url: str = ""
+    last_run: float = float("-inf")  # time.monotonic() when the last run started
+
+
+def refresh_floor(interval: float, local: bool = False) -> float:
+    """Seconds after its last run before a refresh press may fetch a source again.
+
+    ``min(interval, max(60 s, interval / 10))``: a press never fetches a source more often than
+    its own schedule does, nor more than once a minute (unless the schedule itself is faster);
+    a 10-minute source at most every minute, an hourly one every 6 minutes, a daily one every 2.4 h.
+    A source computed without the network (the sun) has nobody to be polite to: 0.
+    """
+    return 0.0 if local else min(interval, max(REFRESH_FLOOR_MIN, interval * REFRESH_FLOOR_SHARE))
+
+
+def is_local(spec: SourceSpec) -> bool:
+    """True for a source computed without the network (its adapter asks for no request)."""
+    if spec.adapter.lookup is not None:
+        return False
+    try:
+        return spec.adapter.request(spec.options, spec.config.base_url or "") is None
+    except Exception:  # an adapter that needs more than its options to build a request is remote
+        return False
+
+
+def own_discovery_topic(prefix: str, node_id: str) -> re.Pattern[str]:
+    """``<prefix>/<component>/<node_id>/<object_id>/config`` of this gateway, and nothing else."""
+    return re.compile(rf"{re.escape(prefix)}/[A-Za-z0-9_-]+/{re.escape(node_id)}/[A-Za-z0-9_-]+/config")
 
 
 class Gateway:
@@ -73,8 +113,11 @@ class Gateway:
         self.catalog = catalog
         self.settings = catalog.settings
         self.metrics = metrics or Metrics()
+        self.metrics.prepare(catalog.sources.values())
         self.store = Store(self.settings.mqtt.heartbeat)
         self.sources = {key: SourceState() for key in catalog.sources}
+        self._refresh_floors = {key: refresh_floor(spec.interval, is_local(spec))
+                                for key, spec in catalog.sources.items()}
         self.hosts = HostPolicy(self.settings.http.per_host_interval)
         self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.started_mono = time.monotonic()
@@ -87,14 +130,15 @@ class Gateway:
         self.announced = asyncio.Event()
         self._http_host = http_host
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = ThreadPoolExecutor(max_workers=max(2, len(catalog.sources) + 1),
-                                            thread_name_prefix="fetch")
+        self._workers = max(2, len(catalog.sources) + 1)  # one to spare for saving the state file
+        self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="fetch")
         self._sync_token = f"{catalog.base}/{topics.GATEWAY}/sync/{secrets.token_hex(6)}"
         self._sync_event: asyncio.Event | None = None
         self._seen_configs: dict[str, int] | None = None
         self._config_filter = f"{catalog.prefix}/+/{catalog.node_id}/+/config"
         self._birth_topic = f"{catalog.prefix}/status"
         self._announce: asyncio.TimerHandle | None = None
+        self._announce_by = 0.0  # loop time by which a pending re-announce must have happened
         self._first_connect_done = False
         self._stopping = False
         self._dirty = False
@@ -119,8 +163,7 @@ class Gateway:
         if self.state_file is None:
             return
         saved = self.state_file.load()
-        registry = (self.registry_file.load() if self.registry_file is not None else {}).get("topics")
-        self.registry = {t for t in registry if isinstance(t, str)} if isinstance(registry, list) else set()
+        self.registry = self._load_registry()
         entities = saved.get("entities")
         if not isinstance(entities, dict):
             return
@@ -130,6 +173,23 @@ class Gateway:
         count = sum(len(m) for _, m in restored)
         if count:
             log.info("restored %d fresh values from %s", count, self.state_file.path)
+
+    def _load_registry(self) -> set[str]:
+        """Our discovery topics from the last run; anything else in the file is never cleared.
+
+        A tampered or foreign discovery.json must not make us delete another integration's
+        configs (or zigbee2mqtt's bridge), and one invalid topic must not reach the broker link.
+        """
+        listed = (self.registry_file.load() if self.registry_file is not None else {}).get("topics")
+        if not isinstance(listed, list):
+            return set()
+        ours = own_discovery_topic(self.catalog.prefix, self.catalog.node_id)
+        kept = {t for t in listed if isinstance(t, str) and ours.fullmatch(t)}
+        if len(kept) < len(listed):
+            log.warning("%s: ignored %d entries that are not discovery topics of node '%s'",
+                        self.registry_file.path if self.registry_file else REGISTRY_FILE,
+                        len(listed) - len(kept), self.catalog.node_id)
+        return kept
 
     def _state_doc(self) -> dict[str, Any]:
         """Built on the event loop, which owns the store; only writing the file may happen elsewhere."""
@@ -147,7 +207,9 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
+        limit_malloc_arenas()
         self._loop = asyncio.get_running_loop()
+        prestart_threads(self._executor, self._workers)
         self._sync_event = asyncio.Event()
         if self.http is not None:
             self.http.start()
@@ -260,6 +322,9 @@ class Gateway:
             self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._on_connect()))
 
     def _on_message_threadsafe(self, topic: str, payload: bytes, retain: bool) -> None:
+        # Only retained discovery configs (a few KB) may be longer than a command.
+        if len(payload) > MAX_COMMAND_PAYLOAD and not (retain and topic.endswith("/config")):
+            return
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_message, topic, payload, retain)
 
@@ -342,35 +407,55 @@ class Gateway:
             if self._sync_event is not None:
                 self._sync_event.set()
         elif topic == self._birth_topic:
-            if payload.strip().lower() == b"online":
+            if len(payload) <= MAX_COMMAND_PAYLOAD and payload.strip().lower() == b"online":
                 self._schedule_announce()
         elif topic == self.catalog.refresh_topic:
             # A retained press would fire on every start; HA's button never retains.
-            if not retain and payload.strip().upper() in (b"PRESS", b"REFRESH", b""):
+            if not retain and len(payload) <= MAX_COMMAND_PAYLOAD \
+                    and payload.strip().upper() in (b"PRESS", b"REFRESH", b""):
                 self.refresh_all()
-        elif self._seen_configs is not None and retain and topic.endswith("/config") and payload:
+        elif self._seen_configs is not None and retain and topic.endswith("/config") and payload \
+                and len(self._seen_configs) < self.config_count + MAX_SEEN_CONFIGS_EXTRA:
             self._seen_configs[topic] = hash(payload)
 
     def refresh_all(self) -> None:
-        """Run every source now (HA's "refresh all sources" button); at most every 10 s."""
+        """Run the sources that are due for it now (HA's "refresh all sources" button).
+
+        A source is refetched only if its last run started at least ``refresh_floor(interval)``
+        ago, so pressing the button often never fetches any source more often than its own
+        schedule does; presses less than REFRESH_MIN_INTERVAL apart are ignored altogether.
+        """
         now = time.monotonic()
         if now - self._last_refresh < REFRESH_MIN_INTERVAL or self.scheduler is None:
-            log.info("refresh ignored: the last one was less than %ds ago", REFRESH_MIN_INTERVAL)
+            log.debug("refresh ignored: the last one was less than %gs ago", REFRESH_MIN_INTERVAL)
             return
         self._last_refresh = now
-        log.info("refreshing all sources now")
-        for key in self.catalog.sources:
+        due = [key for key in self.catalog.sources
+               if now - self.sources[key].last_run >= self._refresh_floors[key]]
+        waiting = [key for key in self.catalog.sources if key not in due]
+        log.info("refresh: fetching %d of %d sources now (%s); fetched too recently: %s", len(due),
+                 len(self.catalog.sources), ", ".join(due) or "none", ", ".join(waiting) or "none")
+        for key in due:
             job = self.scheduler.get_job(key)
             if job is not None:
                 job.modify(next_run_time=datetime.now(UTC))
 
     def _schedule_announce(self) -> None:
+        """Debounce HA's birth messages, but re-announce at most 2 × birth_delay after the first.
+
+        Restarting the timer on every birth would let a birth every few seconds postpone the
+        re-announce forever.
+        """
         assert self._loop is not None
-        if self._announce is not None:
+        now = self._loop.time()
+        birth_delay = self.settings.mqtt.birth_delay
+        if self._announce is None:
+            self._announce_by = now + 2 * birth_delay
+        else:
             self._announce.cancel()
-        delay = random.uniform(0.5, 1.0) * self.settings.mqtt.birth_delay
-        log.info("Home Assistant came online; re-announcing in %.1fs", delay)
-        self._announce = self._loop.call_later(delay, self._reannounce)
+        at = min(now + random.uniform(0.5, 1.0) * birth_delay, self._announce_by)
+        log.info("Home Assistant came online; re-announcing in %.1fs", at - now)
+        self._announce = self._loop.call_at(at, self._reannounce)
 
     def _reannounce(self) -> None:
         self._announce = None
@@ -386,6 +471,7 @@ class Gateway:
         spec = self.catalog.sources[key]
         state = self.sources[key]
         state.runs += 1
+        state.last_run = time.monotonic()
         fetched_at = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
         try:
@@ -506,9 +592,12 @@ class Gateway:
                 self.link.forget([e.state_topic for e in stale], Kind.STATE)
                 self.link.forget([e.attributes_topic for e in stale], Kind.ATTRIBUTES)
                 self.store.mark_unsent(stale)
+        trim_heap()
         if self._dirty and self.state_file is not None:
             self._dirty = False
-            await asyncio.to_thread(self.state_file.save, self._state_doc())
+            # The fetch pool has a thread to spare for this; no lazily started default executor.
+            assert self._loop is not None
+            await self._loop.run_in_executor(self._executor, self.state_file.save, self._state_doc())
         for key, spec in self.catalog.sources.items():
             state = self.sources[key]
             try:
@@ -528,8 +617,52 @@ class Gateway:
         except SourceError:
             return
         # The body is as old as its fetch: a re-evaluation must not make it look newer.
-        readings = [r if r.observed_at <= fetched else replace(r, observed_at=fetched) for r in readings]
+        readings = as_of_fetch(readings, fetched)
         self._publish_readings(spec, readings, fetched, state.url)
+
+
+def as_of_fetch(readings: list[Reading], fetched: datetime) -> list[Reading]:
+    """Readings of a re-parsed body, none newer than its fetch.
+
+    A reading whose timestamp failed its check at the fetch (from the future) was rejected and
+    counted then; moving it to the fetch time would publish it after all, on the next tick.
+    """
+    return [r if r.observed_at <= fetched else replace(r, observed_at=fetched)
+            for r in readings if check_time(r.observed_at, fetched) is None]
+
+
+# glibc mallopt parameters and our values for them.
+M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
+M_ARENA_MAX, MALLOC_ARENAS = -8, 2
+
+
+def limit_malloc_arenas() -> None:
+    """Keep glibc from holding on to freed memory; called before the gateway starts its threads.
+
+    In the soak, resident memory grew for minutes without a single Python object more: each
+    thread may get a heap arena of its own that keeps its freed memory, and glibc raises its mmap
+    threshold after every freed large block (a response body), so later large blocks fragment
+    the heap instead of going back to the system when freed.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def prestart_threads(executor: ThreadPoolExecutor, count: int) -> None:
+    """Start all of the pool's threads now rather than on the first overlapping slow fetches."""
+    barrier = threading.Barrier(count + 1)
+    for _ in range(count):
+        executor.submit(barrier.wait, 5)
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(5)
+
+
+def trim_heap() -> None:
+    """Return free heap pages to the system (glibc keeps them otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def release_startup_memory() -> None:

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from gateway import __version__
+from gateway.checks import reasons_for
+
+if TYPE_CHECKING:
+    from gateway.catalog import SourceSpec
 
 FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+FETCH_OUTCOMES = ("ok", "not_modified", "error")
+# Every `kind` a failed fetch can carry (gateway.fetch, adapters' ParseErrors, the app's
+# "internal"). Their label sets exist from the start, so memory does not grow with each new
+# kind of failure during the first hours; an unlisted kind still works, created when first seen.
+FETCH_ERROR_KINDS = (
+    "http_4xx", "http_5xx", "http_429", "timeout", "reset", "connection", "http", "too_large",
+    "html_page", "content_type", "rate_limited",
+    "parse", "source", "not_json", "bad_json", "bad_schema", "not_found", "not_ics", "upstream_error",
+    "internal",
+)
+# Rejection series per entity and reason are created up front only for catalogues up to this
+# size: at 100,000 entities they would cost more memory than they save.
+PREPARE_MAX_ENTITIES = 2_000
 
 
 class Metrics:
@@ -39,3 +59,24 @@ class Metrics:
                                   "Unix time of the last successful fetch", ["source"], registry=r)
         self.source_up = Gauge("gateway_source_up", "1 while the source is online", ["source"], registry=r)
         self.entities = Gauge("gateway_entities", "Entities published per source", ["source"], registry=r)
+
+    def prepare(self, sources: Iterable[SourceSpec]) -> None:
+        """Create the label sets that are otherwise created lazily, at the first error of each kind.
+
+        Counters start at 0, which is their true value; gauges are left until they are first set,
+        so an absent series still means "not known yet".
+        """
+        specs = list(sources)
+        per_entity = sum(len(s.entities) for s in specs) <= PREPARE_MAX_ENTITIES
+        for spec in specs:
+            key = spec.key
+            self.fetch_duration.labels(source=key)
+            self.not_modified.labels(source=key)
+            for outcome in FETCH_OUTCOMES:
+                self.fetches.labels(source=key, outcome=outcome)
+            for kind in FETCH_ERROR_KINDS:
+                self.fetch_errors.labels(source=key, kind=kind)
+            if per_entity:
+                for entity in spec.entities:
+                    for reason in reasons_for(entity.measurement):
+                        self.rejected.labels(source=key, entity=entity.key, reason=reason)

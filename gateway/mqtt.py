@@ -44,6 +44,10 @@ KIND_LABELS = {k: k.name.lower() for k in Kind}
 # paho numbers messages 1..65535; with more unacknowledged messages than that, ids collide and
 # paho drops messages. Big batches therefore wait for acknowledgements beyond this window.
 MAX_UNACKED = 5_000
+# The largest packet we accept (MQTT 5 CONNECT property Maximum Packet Size): the broker then
+# drops bigger messages instead of sending them. The biggest thing we ever receive is a retained
+# discovery config of our own (about 1 KB); commands are a few bytes.
+MAX_INCOMING_PACKET = 64 * 1024
 
 
 class _PackedOnce(Properties):
@@ -285,7 +289,14 @@ class MqttLink:
             with self._acked:
                 self._acked.wait_for(
                     lambda: self._sent - self._acks < MAX_UNACKED // 2 or not self._connected.is_set(), 60)
-        info = (client or self._client).publish(topic, payload, qos=self._qos, retain=retain, properties=props)
+        try:
+            info = (client or self._client).publish(topic, payload, qos=self._qos, retain=retain,
+                                                    properties=props)
+        except (ValueError, TypeError) as exc:
+            # One bad message (an invalid topic from a tampered data directory) must not abort a
+            # batch or the republish after a reconnect.
+            log.warning("not publishing to %r: %s", topic[:200], exc)
+            return
         if self._qos and info.rc == paho.MQTT_ERR_SUCCESS:
             self._sent += 1
         self._last_info = info
@@ -310,7 +321,8 @@ class MqttLink:
                     # re-sends everything that matters anyway.
                     self._client = self._make_client()
                 first = False
-                self._client.connect(b.host, b.port, keepalive=self._keepalive, clean_start=True)
+                self._client.connect(b.host, b.port, keepalive=self._keepalive, clean_start=True,
+                                     properties=_connect_properties())
             except (OSError, ValueError) as exc:  # ssl.SSLError and unreadable TLS files are OSErrors
                 self._failures += 1
                 level = logging.WARNING if self._failures in (1, 10) or self._failures % 100 == 0 \
@@ -381,8 +393,15 @@ class MqttLink:
                 self._acked.notify_all()
 
     def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        if self._on_message is not None:
+        # The broker should not send more than we asked for; a broker that does is not trusted either.
+        if self._on_message is not None and len(message.payload) <= MAX_INCOMING_PACKET:
             self._on_message(message.topic, message.payload, bool(message.retain))
+
+
+def _connect_properties() -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.MaximumPacketSize = MAX_INCOMING_PACKET
+    return props
 
 
 def _reason(exc: BaseException) -> str:

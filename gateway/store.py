@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.catalog import EntitySpec, SourceSpec
-from gateway.checks import check
-from gateway.payloads import encode_json, encode_value, iso
+from gateway.checks import check, check_time
+from gateway.payloads import OFF, ON, encode_json, encode_value, iso
 from gateway.records import Reading
 
 
@@ -91,10 +91,13 @@ class Store:
         if text is None:
             st.missing_since = st.missing_since or fetched_at
         else:
-            elapsed = None
-            if st.observed_at is not None:
-                elapsed = abs((reading.observed_at - st.observed_at).total_seconds()) / 3600
-            reason = check(reading.value, entity.measurement, st.number, elapsed)
+            # The timestamp first: staleness (and the jump check) may only use one we have checked.
+            reason = check_time(reading.observed_at, fetched_at)
+            if reason is None:
+                elapsed = None
+                if st.observed_at is not None:
+                    elapsed = abs((reading.observed_at - st.observed_at).total_seconds()) / 3600
+                reason = check(reading.value, entity.measurement, st.number, elapsed)
             if reason is not None:
                 out.rejected.append((entity, reason))
                 notes["rejected"] = {"value": text, "reason": reason, "at": iso(fetched_at)}
@@ -171,26 +174,22 @@ class Store:
 
     def restore(self, sources: Iterable[SourceSpec], saved: dict[str, Any], now: float,
                 wall: datetime) -> list[tuple[SourceSpec, list[tuple[str, bytes]]]]:
-        """Load saved values of configured entities; returns the fresh ones to put back on the broker."""
+        """Load saved values of configured entities; returns the fresh ones to put back on the broker.
+
+        The data directory is trusted no more than upstream: a saved value must pass the checks a
+        fresh one passes (text limits, range, options, a timestamp not in the future), or it is dropped.
+        """
         out: list[tuple[SourceSpec, list[tuple[str, bytes]]]] = []
         for source in sources:
             max_age = timedelta(seconds=source.max_age)
             fresh: list[tuple[str, bytes]] = []
             for entity in source.entities:
-                row = saved.get(entity.unique_id)
-                if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], str):
-                    continue
-                try:
-                    observed = datetime.fromisoformat(row[2]) if row[2] else None
-                    missing = datetime.fromisoformat(row[3]) if row[3] else None
-                except (TypeError, ValueError):
-                    continue
-                if observed is None or observed.tzinfo is None:
+                row = restored_row(saved.get(entity.unique_id), entity, wall)
+                if row is None:
                     continue
                 st = self.state(entity)
-                st.text, st.observed_at, st.missing_since = row[0], observed, missing
-                st.number = float(row[1]) if isinstance(row[1], int | float) and not isinstance(row[1], bool) else None
-                if wall - observed <= max_age:
+                st.text, st.number, st.observed_at, st.missing_since = row
+                if wall - row[2] <= max_age:
                     st.published = now
                     fresh.append((entity.state_topic, row[0].encode()))
             if fresh:
@@ -208,3 +207,42 @@ class Store:
         stamps = [st.observed_at for e in source.entities
                   if (st := self.entities.get(e.state_topic)) is not None and st.observed_at is not None]
         return max(stamps) if stamps else None
+
+
+Restored = tuple[str, float | None, datetime, datetime | None]
+
+
+def _saved_time(raw: object, wall: datetime) -> datetime | None:
+    """A saved timestamp, if it is one the gateway would have accepted (aware, not in the future)."""
+    if not isinstance(raw, str) or len(raw) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment if check_time(moment, wall) is None else None
+
+
+def restored_row(row: object, entity: EntitySpec, wall: datetime) -> Restored | None:
+    """One saved ``[text, number, observed_at, missing_since]`` row, checked like a fresh reading."""
+    if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], str):
+        return None
+    text, raw_number = row[0], row[1]
+    # encode_value is what made the text: the same limits (length, not blank) hold on the way back.
+    # A blank text must never come back: an empty retained publish deletes the topic.
+    if encode_value(text) != text:
+        return None
+    number: float | None = None
+    if raw_number is not None:
+        if isinstance(raw_number, bool) or not isinstance(raw_number, int | float) \
+                or encode_value(float(raw_number)) != text:
+            return None
+        number = float(raw_number)
+    if entity.component == "binary_sensor" and text not in (ON, OFF):
+        return None
+    if check(number if number is not None else text, entity.measurement) is not None:
+        return None
+    observed = _saved_time(row[2], wall)
+    if observed is None:
+        return None
+    return text, number, observed, _saved_time(row[3], wall)

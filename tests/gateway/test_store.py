@@ -32,7 +32,8 @@ def test_change_detection_and_heartbeat(source):
     same = store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=60)
     assert states(same) == {}
     assert same.attributes == []  # only fetched_at would differ
-    changed = store.apply(source, [Reading("temperature", 21.5, T0 + timedelta(minutes=10))], T0, "u", now=120)
+    t1 = T0 + timedelta(minutes=10)  # fetched when observed: a reading from the future would be rejected
+    changed = store.apply(source, [Reading("temperature", 21.5, t1)], t1, "u", now=120)
     assert states(changed) == {"soest/brightsky/temperature": "21.5"}
     later = store.apply(source, [Reading("temperature", 21.5, T0)], T0, "u", now=120 + 900)
     assert states(later) == {"soest/brightsky/temperature": "21.5"}
@@ -130,3 +131,88 @@ def test_empty_text_is_no_value(source):
 
     assert encode_value("   ") is None
     assert encode_value(datetime(2026, 1, 1)) is None  # naive timestamps are not published
+
+
+# --------------------------------------------------------------------------- time is data
+
+
+def test_reading_from_the_future_is_rejected(source):
+    """One reading dated 2126 must not become the entity's observed_at (staleness would trust it)."""
+    store = Store(heartbeat=900)
+    store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=0)
+    future = datetime(2126, 1, 1, tzinfo=UTC)
+    out = store.apply(source, [Reading("temperature", 22.0, future)], T0, "u", now=10)
+    assert out.states == []
+    assert [(e.key, r) for e, r in out.rejected] == [("temperature", "future")]
+    attrs = json.loads(out.attributes[0][1])
+    assert attrs["rejected"] == {"value": "22", "reason": "future", "at": T0.isoformat()}
+    assert attrs["observed_at"] == T0.isoformat()
+    assert store.newest_observed(source) == T0
+    # Four hours on (max_age is 2 h) the value is stale, as if the 2126 reading never came.
+    assert [e.key for e in store.stale(source, T0 + timedelta(hours=4))] == ["temperature"]
+
+
+def test_small_clock_skew_is_accepted(source):
+    from gateway.checks import MAX_CLOCK_SKEW
+
+    store = Store(heartbeat=900)
+    ahead = T0 + MAX_CLOCK_SKEW - timedelta(seconds=1)
+    out = store.apply(source, [Reading("temperature", 21.0, ahead)], T0, "u", now=0)
+    assert states(out) == {"soest/brightsky/temperature": "21"}
+    assert out.rejected == []
+
+
+def test_naive_timestamp_is_rejected_not_a_crash(source):
+    store = Store(heartbeat=900)
+    out = store.apply(source, [Reading("temperature", 21.0, T0.replace(tzinfo=None))], T0, "u", now=0)
+    assert out.states == []
+    assert [r for _, r in out.rejected] == ["no_timezone"]
+
+
+# --------------------------------------------------------------------------- the data directory
+
+
+def test_restored_future_observed_at_is_dropped(source):
+    store = Store(heartbeat=900)
+    saved = {"soest_brightsky_temperature": ["21", 21.0, "2126-01-01T00:00:00+00:00", None]}
+    assert store.restore([source], saved, now=0, wall=T0) == []
+    assert store.newest_observed(source) is None
+    assert "soest/brightsky/temperature" not in store.entities
+
+
+@pytest.mark.parametrize("row", [
+    ["", None, T0.isoformat(), None],                 # an empty retained publish deletes the topic
+    ["   ", None, T0.isoformat(), None],
+    ["x" * 10_000, None, T0.isoformat(), None],        # longer than any state we publish
+    ["85", 85.0, T0.isoformat(), None],                # above the plausible range
+    ["21", 35.0, T0.isoformat(), None],                # text and number disagree
+    ["21", True, T0.isoformat(), None],
+], ids=["empty", "blank", "long", "range", "mismatch", "bool"])
+def test_restored_values_pass_the_fresh_checks(source, row):
+    store = Store(heartbeat=900)
+    assert store.restore([source], {"soest_brightsky_temperature": row}, now=0, wall=T0) == []
+    assert "soest/brightsky/temperature" not in store.entities
+
+
+def test_restored_option_and_binary_values_are_checked():
+    cat = catalog.build(load(ROOT / "topics.yaml"))
+    with_options = next(e for e in cat.entities() if e.measurement.options)
+    binary = next(e for e in cat.entities() if e.component == "binary_sensor")
+    sources = [cat.sources[with_options.source], cat.sources[binary.source]]
+    store = Store(heartbeat=900)
+    saved = {with_options.unique_id: ["not-an-option", None, T0.isoformat(), None],
+             binary.unique_id: ["MAYBE", None, T0.isoformat(), None]}
+    assert store.restore(sources, saved, now=0, wall=T0) == []
+    good = {with_options.unique_id: [with_options.measurement.options[0], None, T0.isoformat(), None],
+            binary.unique_id: ["ON", None, T0.isoformat(), None]}
+    restored = {t for _, msgs in store.restore(sources, good, now=0, wall=T0) for t, _ in msgs}
+    assert restored == {with_options.state_topic, binary.state_topic}
+
+
+def test_restored_good_value_comes_back(source):
+    store = Store(heartbeat=900)
+    saved = {"soest_brightsky_temperature": ["21.5", 21.5, T0.isoformat(), "2126-01-01T00:00:00+00:00"]}
+    assert store.restore([source], saved, now=0, wall=T0 + timedelta(minutes=5)) == [
+        (source, [("soest/brightsky/temperature", b"21.5")])]
+    st = store.entities["soest/brightsky/temperature"]
+    assert st.missing_since is None  # a future "missing since" is no more trusted than a future value
