@@ -419,3 +419,21 @@ def retained_tree(port: int, expected: set[str], timeout: float = 15.0) -> dict[
     assert not missing, f"missing retained topics: {sorted(missing)}"
     assert all(m.qos == 1 for m in msgs if m.retain)
     return tree
+
+
+# --------------------------------------------------------------------------- ordering markers
+
+
+def barrier(sub: Subscriber, port: int, username: str | None = None, password: str | None = None,
+            topic: str = "soest/test/barrier") -> int:
+    """Wait until everything the broker queued for ``sub`` before now has arrived; return a mark.
+
+    The broker delivers one client's messages in order, and a subscription's retained messages
+    before anything published after it. So once a fresh marker published now has arrived, so
+    has everything before it: a test can then assert that something did *not* arrive, without
+    sleeping and hoping. ``topic`` must match one of ``sub``'s filters (and the ACL, if any).
+    """
+    token = f"{topic}/{os.urandom(4).hex()}"
+    publish(port, token, "barrier", username=username, password=password)
+    sub.wait_for(token)
+    return next(i for i, m in enumerate(sub.snapshot()) if m.topic == token)
