@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +36,8 @@ def freshened(adapter: str, body: bytes) -> bytes:
         stamp = datetime.now(UTC).replace(microsecond=0).isoformat()
         body = re.sub(rb'"(timestamp|last_record)":"[^"]+"', lambda m: b'"%s":"%s"' % (m.group(1), stamp.encode()),
                       body)
+    if adapter == "open_meteo":
+        body = _current_now(body)
     dates = FRESHEN.get(adapter)
     if dates is None:
         return body
@@ -43,6 +45,19 @@ def freshened(adapter: str, body: bytes) -> bytes:
     for offset, old in enumerate(dates):
         body = body.replace(old.encode(), (today + timedelta(days=offset)).isoformat().encode())
     return body
+
+
+def _current_now(body: bytes) -> bytes:
+    """Open-Meteo's ``current.time`` (local at the body's own offset) moved to the last quarter hour.
+
+    Its date alone moving to today is not enough: at 14:30 local it is stale (max_age 1 h) for
+    most of the day.
+    """
+    offset = re.search(rb'"utc_offset_seconds":\s*(-?\d+)', body)
+    zone = timezone(timedelta(seconds=int(offset.group(1)) if offset else 0))
+    now = datetime.now(zone)
+    stamp = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M")
+    return re.sub(rb'("current":\s*\{"time":\s*")[^"]+"', lambda m: m.group(1) + stamp.encode() + b'"', body)
 
 
 @dataclass(frozen=True)
