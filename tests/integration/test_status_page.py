@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -116,9 +115,15 @@ def test_a_retained_press_does_not_refresh_at_start(tmp_path: Path, broker: Mosq
     sub = Subscriber(broker.port, "soest/brightsky/status")
     try:
         sub.wait_for("soest/brightsky/status", "online")
-        time.sleep(1)
-        assert "refreshing all sources now" not in proc.log
-        assert len(upstream.requests) == 1  # only the first scheduled fetch
+        # Positive marker: a live press on the same topic reaches the gateway after the retained
+        # one (the broker sends the retained message first), so once the live press was handled,
+        # a refresh for the retained one would already be in the log.
+        publish(broker.port, "soest/gateway/refresh", "PRESS")
+        wait_until(lambda: "refreshing all sources now" in proc.log, 10)
+        wait_until(lambda: len(upstream.requests) >= 2, 10)
+        assert proc.log.count("refreshing all sources now") == 1
+        assert "refresh ignored" not in proc.log  # the retained press did not start the 10 s lock-out
+        assert len(upstream.requests) == 2  # the first scheduled fetch and the live press
     finally:
         sub.close()
         proc.terminate()
