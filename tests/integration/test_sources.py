@@ -2,24 +2,24 @@
 
 The expected payloads are written by hand from the fixtures (tests/fixtures/<adapter>/normal.*),
 not computed by the adapters' own ``parse``: a wrong conversion in an adapter must fail here.
-The few values that depend on the clock are derived below by rules of this file.
+tests/sources.py moves each fixture to the real clock when it is fetched, so the gateway always
+sees the moment the fixture describes and every table below is exact, whatever the date.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, timezone
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.helpers import (
-    FIXTURES,
     ROOT,
     FixtureServer,
     GatewayProcess,
@@ -41,8 +41,20 @@ POLLEN_TEXT = {"0": "keine Belastung", "0-1": "keine bis geringe Belastung", "1"
                "1-2": "geringe bis mittlere Belastung", "2": "mittlere Belastung",
                "2-3": "mittlere bis hohe Belastung", "3": "hohe Belastung"}
 
+
+
+@dataclass(frozen=True)
+class Midnight:
+    """The payload of a date ``days`` after today: local midnight with the zone's offset that day."""
+
+    days: int
+
+    def payload(self, today: date) -> str:
+        return datetime.combine(today + timedelta(days=self.days), datetime.min.time(), tzinfo=BERLIN).isoformat()
+
+
 # topic -> exact payload, per source, read off the fixture by hand.
-FIXED: dict[str, dict[str, str]] = {
+FIXED: dict[str, dict[str, str | Midnight]] = {
     # brightsky/normal.json "weather": the *_10 fields are the last 10 minutes. solar_10 is
     # 0.128 kWh/m² in 10 min = 0.128 kW·h/m² / (1/6 h) = 0.768 kW/m² = 768 W/m²; sunshine_30 is
     # 24 min; precipitation_60 0.2 mm is the hourly sum; wind in km/h as served.
@@ -63,21 +75,25 @@ FIXED: dict[str, dict[str, str]] = {
         "soest/brightsky/condition": "dry",
         "soest/brightsky/icon": "partly-cloudy-day",
     },
-    # dwd_alerts/normal.json is not freshened: every warning of June 2026 with an `expires` has
-    # expired, the "test" status one never counts. Left: STARKE HITZE (minor, no expiry).
+    # dwd_alerts/normal.json at its moment, 2026-06-21 14:41 UTC: in effect are the severe
+    # thunderstorm 46 (14:00-16:00; code 46 = thunderstorm with heavy rain and hail), wind gusts 51
+    # (minor, 13:00-19:00) and heat 247 (minor, no end). Not counted: strong thunderstorm 33
+    # (expired 12:00), heavy rain 61 (from 18:00: upcoming), the pre-information (urgency future)
+    # and the "test" status one. Headline: the most severe.
     "dwd_alerts": {
-        "soest/dwd_alerts/count": "1",
-        "soest/dwd_alerts/highest_severity": "minor",
-        "soest/dwd_alerts/headline": "Amtliche WARNUNG vor HITZE",
-        "soest/dwd_alerts/wind": "OFF",
-        "soest/dwd_alerts/thunderstorm": "OFF",
-        "soest/dwd_alerts/hail": "OFF",
-        "soest/dwd_alerts/heavy_rain": "OFF",
+        "soest/dwd_alerts/count": "3",
+        "soest/dwd_alerts/highest_severity": "severe",
+        "soest/dwd_alerts/headline": "Amtliche UNWETTERWARNUNG vor SCHWEREM GEWITTER mit HEFTIGEM STARKREGEN und HAGEL",
+        "soest/dwd_alerts/wind": "ON",
+        "soest/dwd_alerts/thunderstorm": "ON",
+        "soest/dwd_alerts/hail": "ON",
+        "soest/dwd_alerts/heavy_rain": "ON",
         "soest/dwd_alerts/frost": "OFF",
         "soest/dwd_alerts/heat": "ON",
     },
-    # open_meteo/normal.json "current": radiation in W/m², gusts in km/h; is_day 1. The 3-hour
-    # look-ahead depends on the clock: see open_meteo_window().
+    # open_meteo/normal.json "current" (14:30 local): radiation in W/m², gusts in km/h; is_day 1.
+    # Look-ahead: hourly values cover the hour *ending* at their time, so (14:30, 17:30] overlaps
+    # 15:00..18:00: gusts 27.4, 31.3, 29.9, 22.3 -> max 31.3; shortwave 742, 668, 560, 431 -> 2401/4.
     "open_meteo": {
         "soest/open_meteo/shortwave_radiation": "748",
         "soest/open_meteo/direct_radiation": "561",
@@ -86,13 +102,14 @@ FIXED: dict[str, dict[str, str]] = {
         "soest/open_meteo/wind_gusts": "26.6",
         "soest/open_meteo/temperature": "24.1",
         "soest/open_meteo/is_day": "ON",
+        "soest/open_meteo/max_gust_3h": "31.3",
+        "soest/open_meteo/mean_radiation_3h": "600.25",
     },
-    # nina/normal.json: five messages; the LHP "Cancel" does not count and the DWD one expired on
-    # 2026-06-21 18:00. Left: KATWARN (Moderate, sent 16:20, the newest), MoWaS (Minor update),
-    # police (Minor).
+    # nina/normal.json at 16:41 local: five messages; the LHP "Cancel" does not count. Left: KATWARN
+    # (Moderate, sent 16:20, the newest), DWD (Severe, 16:00-18:00), MoWaS (Minor update), police (Minor).
     "nina": {
-        "soest/nina/count": "3",
-        "soest/nina/highest_severity": "moderate",
+        "soest/nina/count": "4",
+        "soest/nina/highest_severity": "severe",
         "soest/nina/latest_headline": "Gasaustritt in Soest-Ampen: Fenster und Türen geschlossen halten",
     },
     # dwd_uv/normal.json, city "Kahler Asten": today 7, tomorrow 6; WHO scale 6-7 is "high".
@@ -111,8 +128,9 @@ FIXED: dict[str, dict[str, str]] = {
         for day, code in (("today", today), ("tomorrow", tomorrow)) if code is not None
         for suffix, value in (("", POLLEN_INDEX[code]), ("_text", POLLEN_TEXT[code]))
     },
-    # uba_air/normal.json: the latest hour of the day's series for station DENW068 (numeric id
-    # 1234 from lookup.json); components 5 PM10, 9 PM2.5, 1 O3, 3 NO2 in µg/m³; index 1 = good.
+    # uba_air/normal.json: the newest hour (13:00-14:00 CET) of station DENW068 (numeric id 1234
+    # from lookup.json): [component, value, index, ...] with 1 PM10 14, 9 PM2.5 7, 5 NO2 9, 3 O3 96
+    # (µg/m³, UBA's component ids); hour index 1 = good.
     "uba_air": {
         "soest/uba_air/pm10": "14",
         "soest/uba_air/pm25": "7",
@@ -121,9 +139,12 @@ FIXED: dict[str, dict[str, str]] = {
         "soest/uba_air/index": "1",
         "soest/uba_air/index_text": "good",
     },
-    # sensor_community/normal.json: the latest reading per sensor within 5 km; -145.2 °C and
-    # 99.9 % are outside the physical range; the two ~50 µg/m³ PM sensors at 51.552/8.095 are MAD
-    # outliers (> 3.5 σ); medians of the rest, pressure in hPa (Pa / 100), 15 sensors used.
+    # sensor_community/normal.json: the latest reading per outdoor sensor (29911/29912 are indoor);
+    # -145.2 °C is outside the physical range. MAD outliers (> 3.5 * 1.4826 * MAD, floors 1 µg/m³,
+    # 0.5 °C, 2 %, 1 hPa): PM sensor 27301 (48.3/31.7 µg/m³), 27.6 °C, 99.9 %, 991.2 hPa.
+    # Medians of the rest: PM10 (10.92 + 11.40) / 2, PM2.5 (6.20 + 6.48) / 2, temperature
+    # (24.10 + 24.40) / 2, humidity (49.10 + 50.40) / 2, pressure 100398 Pa / 100 (middle of 3).
+    # Sensors behind at least one kept value: 8 PM + 7 climate = 15.
     "sensor_community": {
         "soest/sensor_community/pm10": "11.16",
         "soest/sensor_community/pm25": "6.34",
@@ -158,123 +179,89 @@ FIXED: dict[str, dict[str, str]] = {
 }
 
 
-def number(value: float) -> str:
-    """A payload as the gateway writes numbers: no trailing zeros, integers without a point."""
-    return f"{round(value, 6):.6f}".rstrip("0").rstrip(".")
+DATED = {"waste_calendar", "dwd_uv", "dwd_pollen"}  # values that name today's date
 
 
-def open_meteo_window(now: datetime) -> dict[str, str]:
-    """Max gust and mean global radiation over the hourly values overlapping (now, now + 3 h].
-
-    Open-Meteo's hourly value at time t covers the hour before t; times are local at the fixture's
-    utc_offset_seconds. The fixture's dates move to today and tomorrow (tests/sources.py FRESHEN).
-    """
-    data = json.loads((FIXTURES / "open_meteo" / "normal.json").read_text())
-    zone = timezone(timedelta(seconds=data["utc_offset_seconds"]))
-    today = datetime.now(BERLIN).date()
-    moved = {"2026-06-21": today, "2026-06-22": today + timedelta(days=1)}
-    hourly = data["hourly"]
-    gusts, radiation = [], []
-    for stamp, gust, rad in zip(hourly["time"], hourly["wind_gusts_10m"], hourly["shortwave_radiation"],
-                                strict=True):
-        day, clock = stamp.split("T")
-        t = datetime.combine(moved[day], datetime.strptime(clock, "%H:%M").time(), tzinfo=zone)
-        if now < t < now + timedelta(hours=4):
-            gusts.append(gust)
-            radiation.append(rad)
-    return {"soest/open_meteo/max_gust_3h": number(max(gusts)),
-            "soest/open_meteo/mean_radiation_3h": number(sum(radiation) / len(radiation))}
-
-
-WASTE_TYPES = {"residual": "restmüll", "bio": "bio", "paper": "papier", "packaging": "gelbe"}
-
-
-def waste_days(now: datetime) -> dict[str, str]:
-    """Next pickup per type from the ICS's dated events (not freshened), counted from today."""
-    text = (FIXTURES / "waste_calendar" / "normal.ics").read_text()
-    events = re.findall(r"DTSTART;VALUE=DATE:(\d{8}).*?SUMMARY:([^\r\n]+)", text, re.S)
-    today = now.astimezone(BERLIN).date()
-    out: dict[str, str] = {}
-    for key, word in WASTE_TYPES.items():
-        days = sorted(d for stamp, summary in events if word in summary.lower()
-                      and (d := date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:]))) >= today)
-        assert days, f"the waste fixture has no {key} pickup left after {today}: extend it"
-        out[f"soest/waste_calendar/{key}_next"] = datetime.combine(days[0], datetime.min.time(),
-                                                                   tzinfo=BERLIN).isoformat()
-        out[f"soest/waste_calendar/{key}_days"] = str((days[0] - today).days)
-        out[f"soest/waste_calendar/{key}_tomorrow"] = "ON" if today + timedelta(days=1) in days else "OFF"
-    return out
-
-
-CLOCKED: dict[str, Callable[[datetime], dict[str, str]]] = {
-    "open_meteo": open_meteo_window,
-    "waste_calendar": waste_days,
+FIXED["waste_calendar"] = {
+    # waste_calendar/normal.ics, moved so that today is Monday 2026-12-07: the next Biotonne is
+    # 12-08 (tomorrow), Gelbe Tonne 12-10, Restmüll 12-15, Papiertonne 12-18.
+    f"soest/waste_calendar/{kind}_{suffix}": value
+    for kind, days in (("bio", 1), ("packaging", 3), ("residual", 8), ("paper", 11))
+    for suffix, value in (("next", Midnight(days)), ("days", str(days)), ("tomorrow", "ON" if days == 1 else "OFF"))
 }
 
 
-def hand_expected(key: str, now: datetime) -> dict[str, str]:
-    clocked = CLOCKED.get(key)
-    return {**FIXED.get(key, {}), **(clocked(now) if clocked else {})}
+def hand_expected(key: str) -> dict[str, str]:
+    today = datetime.now(BERLIN).date()
+    return {t: v.payload(today) if isinstance(v, Midnight) else v for t, v in FIXED[key].items()}
+
+
+def clear_of_midnight(key: str) -> None:
+    """Set-up: a dated source must not see local midnight pass while the test runs, or "today"
+    changes under it. Within two minutes of midnight, wait until just after it (a sleep that sets
+    the scenario up; nothing is asserted on it)."""
+    now = datetime.now(BERLIN)
+    left = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=BERLIN) - now).total_seconds()
+    if key in DATED and left < 120:
+        time.sleep(left + 2)
 
 
 def test_every_source_has_a_hand_written_table():
-    assert {s.key for s in SOURCES} == set(FIXED) | set(CLOCKED)
+    assert {s.key for s in SOURCES} == set(FIXED)
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=[s.key for s in SOURCES])
 def test_source_end_to_end(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer, source: SourceFixture):
+    clear_of_midnight(source.key)
     base_url = upstream.url + "/api"
     source.serve(upstream, base_url)
     cfg = write_config(tmp_path / "t.yaml", base_url, edit=lambda d: only(source.key, d, base_url))
-    before = hand_expected(source.key, datetime.now(UTC))
+    expected = hand_expected(source.key)
     proc = GatewayProcess(cfg, broker.port)
     try:
-        status = f"soest/{source.key}/status"
-        # Everything the test reads below: states, their attributes, discovery configs, the
-        # source's status, last fetch and error counter (retained, so they may come in any order).
-        tree = retained_tree(broker.port, expected_tree(cfg, before))
-        # Clock-dependent values: the gateway fetched between `before` and now.
-        after = hand_expected(source.key, datetime.now(UTC))
-        assert tree[status] == b"online"
-        for topic, value in before.items():
-            assert tree[topic].decode() in (value, after[topic]), topic
-        ours = {t for t in tree if t.startswith(f"soest/{source.key}/") and "/" not in t.removeprefix(
-            f"soest/{source.key}/") and t.rsplit("/", 1)[1] not in ("status", "last_fetch", "fetch_errors")}
-        assert ours == set(before), "a state the table does not expect, or one it misses"
-        for topic in before:
+        # Wait for everything the test reads below, not just the states: their attributes, the
+        # discovery configs and the source's status, last fetch and error counter. Retained
+        # topics come in any order (fetch_errors may follow the first states).
+        tree = retained_tree(broker.port, expected_tree(cfg, expected))
+        prefix = f"soest/{source.key}/"
+        states = {t: p.decode() for t, p in tree.items() if t.startswith(prefix) and "/" not in t.removeprefix(prefix)
+                  and t.removeprefix(prefix) not in ("status", "last_fetch", "fetch_errors")}
+        assert states == expected  # the whole record: every value exact, none missing, none extra
+        assert tree[f"{prefix}status"] == b"online"
+        for topic in expected:
             attrs = json.loads(tree[f"{topic}/attributes"])
             assert attrs["license"]
             assert attrs["attribution"]
             assert attrs["observed_at"]
             assert attrs["source_url"].startswith(base_url)
         config_topics = [t for t in tree if t.endswith("/config") and f"_{source.key}_" in t]
-        assert len(config_topics) >= len(before)
-        assert tree[f"soest/{source.key}/fetch_errors"] == b"0"
+        assert len(config_topics) >= len(expected)
+        assert tree[f"{prefix}fetch_errors"] == b"0"
         assert "Traceback" not in proc.log
     finally:
         proc.terminate()
 
 
+def as_payload(value: object) -> str:
+    """A `fetch --json` value (JSON, datetimes via str()) written as the gateway's payload."""
+    if isinstance(value, bool):
+        return "ON" if value else "OFF"
+    if isinstance(value, int | float):
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    try:
+        return datetime.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        return str(value)
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=[s.key for s in SOURCES])
 def test_fetch_command(tmp_path: Path, upstream: FixtureServer, source: SourceFixture):
+    clear_of_midnight(source.key)
     base_url = upstream.url + "/api"
     source.serve(upstream, base_url)
     cfg = write_config(tmp_path / "t.yaml", base_url, edit=lambda d: only(source.key, d, base_url))
-    before = hand_expected(source.key, datetime.now(UTC))
     result = subprocess.run([sys.executable, "-m", "gateway", "fetch", source.key, "--config", str(cfg), "--json"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
-    after = hand_expected(source.key, datetime.now(UTC))
     assert result.returncode == 0, result.stderr
-    rows = {r["topic"]: r["value"] for r in json.loads(result.stdout) if r["value"] is not None}
-    assert set(before) <= set(rows)
-    for topic, value in before.items():
-        # `fetch` prints JSON values, not payloads: compare numbers as numbers.
-        shown = rows[topic]
-        if isinstance(shown, bool):
-            assert ("ON" if shown else "OFF") in (value, after[topic]), topic
-        elif isinstance(shown, int | float):
-            wanted = {value, after[topic]}
-            assert any(float(v) == pytest.approx(shown) for v in wanted if v not in ("ON", "OFF")), topic
-        else:
-            # Timestamps print with a space where the payload has ISO's "T".
-            assert shown.replace(" ", "T", 1) in (value, after[topic]) or shown in (value, after[topic]), topic
+    shown = {r["topic"]: as_payload(r["value"]) for r in json.loads(result.stdout) if r["value"] is not None}
+    assert shown == hand_expected(source.key)
