@@ -155,7 +155,7 @@ class FixtureServer:
                 server.requests.append((self.path, dict(self.headers)))
                 reply = server.replies.get(path, Reply(404, b'{"detail":"not found"}'))
                 if reply.delay:
-                    time.sleep(reply.delay)
+                    time.sleep(reply.delay)  # an injected slow upstream (the "timeout" fault)
                 if reply.etag is not None and self.headers.get("If-None-Match") == reply.etag:
                     self.send_response(304)
                     self.send_header("ETag", reply.etag)
