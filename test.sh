@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Install the gateway with its test tools, lint, and run the whole test suite against real
-# Mosquitto brokers that the tests start themselves.
+# The README's test command, and what CI runs (.ci/run calls it): install Mosquitto and Chromium
+# when missing, the gateway with its test tools, lint, and run the whole test suite in random
+# order against real Mosquitto brokers that the tests start themselves. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-mosquitto
+scripts/ensure-chromium
 scripts/bootstrap --test
 .venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+# A seed of our own unless the caller chose one (or turned pytest-randomly off), printed so that a
+# failure in one order can be replayed exactly.
+case " $* " in
+  *randomly*) exec .venv/bin/python -m pytest "$@" ;;
+esac
+seed="${RANDOMLY_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
+echo "test order: random, seed $seed (replay: ./test.sh -p randomly --randomly-seed=$seed)"
+exec .venv/bin/python -m pytest -p randomly --randomly-seed="$seed" "$@"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -129,7 +130,9 @@ class Mosquitto:
 @dataclass
 class Reply:
     status: int = 200
-    body: bytes = b""
+    # A callable is asked for the body at each request: fixtures whose meaning depends on the clock
+    # (warnings that expire, a 3-hour look-ahead) are moved to the moment they are fetched.
+    body: bytes | Callable[[], bytes] = b""
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     delay: float = 0.0
     reset: bool = False  # close the connection with a TCP RST instead of answering
@@ -152,7 +155,7 @@ class FixtureServer:
                 server.requests.append((self.path, dict(self.headers)))
                 reply = server.replies.get(path, Reply(404, b'{"detail":"not found"}'))
                 if reply.delay:
-                    time.sleep(reply.delay)
+                    time.sleep(reply.delay)  # an injected slow upstream (the "timeout" fault)
                 if reply.etag is not None and self.headers.get("If-None-Match") == reply.etag:
                     self.send_response(304)
                     self.send_header("ETag", reply.etag)
@@ -164,14 +167,15 @@ class FixtureServer:
                     self.connection.close()
                     self.close_connection = True
                     return
+                body = reply.body() if callable(reply.body) else reply.body
                 self.send_response(reply.status)
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 if reply.etag is not None:
                     self.send_header("ETag", reply.etag)
-                self.send_header("Content-Length", str(len(reply.body)))
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(reply.body)
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -190,7 +194,8 @@ class FixtureServer:
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def serve(self, path: str, body: bytes | str | dict[str, Any], status: int = 200, **kw: Any) -> None:
+    def serve(self, path: str, body: bytes | str | dict[str, Any] | Callable[[], bytes], status: int = 200,
+              **kw: Any) -> None:
         if isinstance(body, dict):
             body = json.dumps(body)
         if isinstance(body, str):
@@ -237,6 +242,8 @@ class Subscriber:
         self.messages: list[Msg] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._synced: set[str] = set()  # sync markers that came back (never recorded as messages)
+        self._sync_arrived = threading.Condition(self._lock)
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, transport=transport)
         if username:
             self.client.username_pw_set(username, password)
@@ -251,7 +258,29 @@ class Subscriber:
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         with self._lock:
+            if msg.topic.startswith(SYNC_PREFIX):
+                self._synced.add(msg.topic)
+                self._sync_arrived.notify_all()
+                return
             self.messages.append(Msg(msg.topic, msg.payload, msg.qos, bool(msg.retain)))
+
+    def sync(self, timeout: float = 10.0) -> None:
+        """Return once everything the broker had queued for this client has arrived.
+
+        Mosquitto delivers to one client in order: the retained messages of our subscriptions are
+        queued when it handles SUBSCRIBE, so a marker we publish to ourselves afterwards arrives
+        after all of them (and after anything else published before it was handled). Needs a broker
+        that lets this client publish and read ``sync/...`` (the tests' local.conf does).
+        """
+        token = f"{SYNC_PREFIX}{uuid.uuid4().hex}"
+        acked = threading.Event()
+        self.client.on_subscribe = lambda *a: acked.set()
+        self.client.subscribe(token, qos=1)
+        assert acked.wait(timeout), "sync subscription not acknowledged"
+        self.client.publish(token, b"sync", qos=1)
+        with self._lock:
+            assert self._sync_arrived.wait_for(lambda: token in self._synced, timeout), "sync marker lost"
+        self.client.unsubscribe(token)
 
     def snapshot(self) -> list[Msg]:
         with self._lock:
@@ -291,6 +320,9 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+SYNC_PREFIX = "test-sync/"
 
 
 def publish(port: int, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1,
@@ -407,15 +439,33 @@ def retained_tree(port: int, expected: set[str], timeout: float = 15.0) -> dict[
     while True:
         sub = Subscriber(port, *FILTERS)
         try:
-            time.sleep(0.3)
+            sub.sync()  # the whole retained store has arrived, however slow the machine
             msgs = sub.snapshot()
         finally:
             sub.close()
         tree = {m.topic: m.payload for m in msgs if m.retain}
         if expected <= {t for t, p in tree.items() if p} or time.monotonic() > deadline:
             break
-        time.sleep(0.3)
+        time.sleep(0.3)  # poll interval: the gateway is still publishing what is missing
     missing = expected - set(tree)
     assert not missing, f"missing retained topics: {sorted(missing)}"
     assert all(m.qos == 1 for m in msgs if m.retain)
     return tree
+
+
+# --------------------------------------------------------------------------- ordering markers
+
+
+def barrier(sub: Subscriber, port: int, username: str | None = None, password: str | None = None,
+            topic: str = "soest/test/barrier") -> int:
+    """Wait until everything the broker queued for ``sub`` before now has arrived; return a mark.
+
+    The broker delivers one client's messages in order, and a subscription's retained messages
+    before anything published after it. So once a fresh marker published now has arrived, so
+    has everything before it: a test can then assert that something did *not* arrive, without
+    sleeping and hoping. ``topic`` must match one of ``sub``'s filters (and the ACL, if any).
+    """
+    token = f"{topic}/{os.urandom(4).hex()}"
+    publish(port, token, "barrier", username=username, password=password)
+    sub.wait_for(token)
+    return next(i for i, m in enumerate(sub.snapshot()) if m.topic == token)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,29 +20,68 @@ from gateway.payloads import encode_value
 from tests.helpers import FIXTURES, ROOT, FixtureServer
 
 CONTENT_TYPES = {".json": "application/json", ".ics": "text/calendar; charset=utf-8"}
-# Fixtures are dated; the gateway checks freshness against the real clock. Daily products name
-# "today" by date: those dates move to the real today (local). Observation timestamps become "now".
+ZONE = ZoneInfo("Europe/Berlin")
+# Fixtures are dated; the gateway judges them by the real clock. Each body is moved to the real
+# clock at the moment it is fetched (serve() hands the server a callable), so the gateway always
+# sees the moment the fixture describes, and a reader derives every value by hand from the file
+# (the tables in tests/integration/test_sources.py).
+#
+# Daily products name "today" by date: those dates move to the real today (local).
 FRESHEN = {
-    "open_meteo": ("2026-06-21", "2026-06-22"),
     "dwd_uv": ("2026-06-21", "2026-06-22"),
     "dwd_pollen": ("2026-04-10", "2026-04-11"),
     "uba_air": ("2025-06-21",),
 }
+# Observation timestamps become "now".
 STAMPED = {"brightsky", "sensor_community", "pegelonline"}
+# Values that depend on the time of day (warnings that start and expire, a 3-hour look-ahead):
+# every time in the file moves by (now - the fixture's own moment), to the minute.
+ISO_AWARE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+LOCAL_MINUTES = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d(?![:\d])")  # Open-Meteo's local "2026-06-21T14:30"
+SHIFTED: dict[str, tuple[datetime, re.Pattern[bytes]]] = {
+    # 14:41 UTC, as in the adapters' unit tests: a severe thunderstorm (14:00-16:00), wind gusts
+    # (13:00-19:00) and heat (no end) are in effect; heavy rain (from 18:00) is still to come.
+    "dwd_alerts": (datetime(2026, 6, 21, 14, 41, tzinfo=UTC), ISO_AWARE),
+    # 16:41 local: the DWD thunderstorm message (16:00-18:00 local) is in effect.
+    "nina": (datetime(2026, 6, 21, 14, 41, tzinfo=UTC), ISO_AWARE),
+    # current.time is 14:30 local at utc_offset_seconds 7200, i.e. 12:30 UTC.
+    "open_meteo": (datetime(2026, 6, 21, 12, 30, tzinfo=UTC), LOCAL_MINUTES),
+}
+# The waste calendar counts days from today: its dates move by (today - this Monday), the day
+# before an organic-waste pickup. The file has no RRULE (only its VTIMEZONE has, and that is left
+# alone), so dates leaving their weekday change nothing; and it never runs out of pickups.
+WASTE_TODAY = date(2026, 12, 7)
+ICS_DATES = re.compile(rb"^((?:DTSTART|DTEND);VALUE=DATE:|DTSTAMP:)(\d{8})", re.M)
 
 
 def freshened(adapter: str, body: bytes) -> bytes:
+    now = datetime.now(UTC)
     if adapter in STAMPED:
-        stamp = datetime.now(UTC).replace(microsecond=0).isoformat()
+        stamp = now.replace(microsecond=0).isoformat()
         body = re.sub(rb'"(timestamp|last_record)":"[^"]+"', lambda m: b'"%s":"%s"' % (m.group(1), stamp.encode()),
                       body)
-    dates = FRESHEN.get(adapter)
-    if dates is None:
-        return body
-    today = datetime.now(ZoneInfo("Europe/Berlin")).date()
-    for offset, old in enumerate(dates):
+    if adapter in SHIFTED:
+        moment, pattern = SHIFTED[adapter]
+        delta = timedelta(minutes=round((now - moment).total_seconds() / 60))
+        return pattern.sub(lambda m: _shifted(m.group(), delta), body)
+    if adapter == "waste_calendar":
+        days = timedelta(days=(now.astimezone(ZONE).date() - WASTE_TODAY).days)
+        return ICS_DATES.sub(lambda m: m.group(1) + (datetime.strptime(m.group(2).decode(), "%Y%m%d") + days)
+                             .strftime("%Y%m%d").encode(), body)
+    today = now.astimezone(ZONE).date()
+    for offset, old in enumerate(FRESHEN.get(adapter, ())):
         body = body.replace(old.encode(), (today + timedelta(days=offset)).isoformat().encode())
     return body
+
+
+def _shifted(stamp: bytes, delta: timedelta) -> bytes:
+    """One timestamp moved by ``delta``, written as it was (offset, "Z", or local minutes)."""
+    text = stamp.decode()
+    moved = datetime.fromisoformat(text.replace("Z", "+00:00")) + delta
+    if moved.tzinfo is None:
+        return moved.strftime("%Y-%m-%dT%H:%M").encode()
+    out = moved.isoformat()
+    return (out.removesuffix("+00:00") + "Z" if text.endswith("Z") else out).encode()
 
 
 @dataclass(frozen=True)
@@ -68,9 +107,10 @@ class SourceFixture:
         assert request is not None
         path = urlsplit(request.url).path
         assert path.startswith(prefix)
-        server.serve(path, self.body(), headers={"Content-Type": CONTENT_TYPES[self.normal.suffix]})
+        server.serve(path, self.body, headers={"Content-Type": CONTENT_TYPES[self.normal.suffix]})
 
     def body(self) -> bytes:
+        """The normal fixture as it reads now (moved to the real clock)."""
         return freshened(self.adapter, self.normal.read_bytes())
 
     def break_with(self, server: FixtureServer, base_url: str, **reply: Any) -> None:

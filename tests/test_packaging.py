@@ -372,7 +372,7 @@ def test_entrypoint_runs_serves_the_healthcheck_and_stops_cleanly_on_sigterm(ins
                 break
             assert proc.poll() is None, f"the gateway exited: {(tmp_path / 'gateway.log').read_text()}"
             assert time.monotonic() < deadline, f"healthcheck never passed: {check.stderr[-500:]}"
-            time.sleep(0.2)
+            time.sleep(0.2)  # poll interval until the healthcheck passes (or the deadline)
         # The probe really checks: pointed at a port where nothing listens, it fails.
         assert run(probe, cwd=tmp_path, env={**env, "GATEWAY_HTTP_PORT": str(free_port())}).returncode != 0
         proc.send_signal(signal.SIGTERM)  # docker stop / systemctl stop
@@ -596,7 +596,7 @@ def test_compose_home_broker_config_starts_a_real_mosquitto(tmp_path: Path):
                     break
             except OSError:
                 assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.05)
+                time.sleep(0.05)  # poll interval until Mosquitto listens
     finally:
         proc.terminate()
         proc.wait(10)

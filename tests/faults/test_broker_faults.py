@@ -14,6 +14,7 @@ from tests.helpers import (
     GatewayProcess,
     Mosquitto,
     Subscriber,
+    barrier,
     brightsky_config,
     expected_tree,
     free_port,
@@ -45,7 +46,7 @@ def test_broker_killed_and_restarted(tmp_path: Path, config: Path, upstream, per
             body = fresh_fixture("brightsky/normal.json").replace(
                 b'"temperature":24.3', f'"temperature":{new_value}'.encode())
             upstream.serve("/current_weather", body)
-            time.sleep(outage)
+            time.sleep(outage)  # the outage itself, shorter and longer than the reconnect backoff cap
             broker.start()
             back = time.monotonic()
             sub = Subscriber(broker.port, "soest/#", "homeassistant/#")
@@ -65,9 +66,9 @@ def test_no_broker_at_startup(tmp_path: Path, config: Path):
     port = free_port()
     proc = GatewayProcess(config, port)
     try:
-        time.sleep(3)
+        # A second failed attempt: the first did not kill it, it keeps retrying.
+        wait_until(lambda: proc.log.count("cannot reach MQTT broker") >= 2, 15)
         assert proc.proc.poll() is None
-        assert "cannot reach MQTT broker" in proc.log
         broker = Mosquitto(tmp_path, port=port).start()
         try:
             tree = retained_tree(port, expected_tree(config, {"soest/brightsky/temperature"}), timeout=10)
@@ -99,9 +100,12 @@ def test_connection_dropped_during_a_burst(tmp_path: Path):
                     broker.start()
         assert link.wait_connected(10)
         sub = Subscriber(broker.port, "burst/sensor/#")
-        wait_until(lambda: len({m.topic for m in sub.snapshot()}) == len(topics), 15)
-        time.sleep(0.5)
-        latest = sub.latest()
+        wait_until(lambda: len({m.topic for m in sub.snapshot()}) >= len(topics), 15)
+        # Everything the link sent is acknowledged, so the broker forwarded it before the barrier:
+        # no older value can still be on its way.
+        wait_until(lambda: link.flush(5), 30)
+        end = barrier(sub, broker.port, topic="burst/sensor/barrier")
+        latest = {m.topic: m for m in sub.snapshot()[:end]}
         wrong = [t for i, t in enumerate(topics) if latest[t].payload != f"2-{i}".encode()]
         assert wrong == []
         sub.close()

@@ -131,12 +131,16 @@ def test_upstream_fault(tmp_path: Path, broker: Mosquitto, fault: str):
         assert seen & EXPECTED_KINDS[fault]
         assert error_kinds(metrics, control.key) == set()
 
-        during = retained_tree(broker.port, {t for s in broken for t in expected[s.key]})
+        during = retained_tree(broker.port, {t for s in broken for t in expected[s.key]} | {"soest/sun/status"})
         for source in broken:
             for topic, value in expected[source.key].items():
                 assert during[topic].decode() == value, topic  # the last good value stays
         assert during[f"soest/{control.key}/status"] == b"online"
         assert during["soest/sun/status"] == b"online"
+        # Positive marker: a control fetch that finished after every broken source went offline;
+        # had the control gone offline meanwhile, that status would have arrived before it.
+        offline_at = sub.mark()
+        sub.wait_for(f"soest/{control.key}/last_fetch", timeout=10, after=offline_at)
         assert [m for m in sub.on(f"soest/{control.key}/status") if m.payload == b"offline"] == []
 
         mark = sub.mark()

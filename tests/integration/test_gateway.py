@@ -21,6 +21,7 @@ from tests.helpers import (
     GatewayProcess,
     Mosquitto,
     Subscriber,
+    barrier,
     expected_tree,
     free_port,
     fresh_fixture,
@@ -121,7 +122,7 @@ def test_republish_after_broker_restart_without_persistence(config: Path, broker
     expected = publishable(config, served)
     retained_tree(broker.port, expected)
     broker.stop(kill=True)
-    time.sleep(0.5)
+    time.sleep(0.5)  # the outage itself: the gateway notices the lost connection
     broker.start()  # same port, persistence off: the retained store is empty now
     started = time.monotonic()
     tree = retained_tree(broker.port, expected, timeout=10)
@@ -143,8 +144,11 @@ def test_value_change_during_outage_is_not_lost(tmp_path: Path, broker: Mosquitt
         sub.close()
         broker.stop(kill=True)
         body = fresh_fixture("brightsky/normal.json").replace(b'"temperature":24.3', b'"temperature":19.7')
+        fetched = len(upstream.requests)
         upstream.serve("/current_weather", body)
-        time.sleep(2.5)  # the gateway fetches the new value while the broker is down
+        # Two more fetches: the second starts only after the first (of the new value) was handled,
+        # all while the broker is down.
+        wait_until(lambda: len(upstream.requests) >= fetched + 2, 15)
         broker.start()
         sub = Subscriber(broker.port, "soest/brightsky/temperature")
         sub.wait_for("soest/brightsky/temperature", "19.7", timeout=10)
@@ -157,11 +161,10 @@ def test_reannounce_after_home_assistant_birth(config: Path, broker: Mosquitto, 
                                               served: dict[str, str]):
     retained_tree(broker.port, publishable(config, served))
     sub = Subscriber(broker.port, *FILTERS, live=True)
-    time.sleep(0.3)
-    sub.clear()
+    start = barrier(sub, broker.port) + 1  # what came before is the retained store, not the re-announce
     publish(broker.port, "homeassistant/status", "online")
-    sub.wait_for("soest/brightsky/temperature", "24.3", timeout=10)
-    msgs = sub.snapshot()
+    sub.wait_for("soest/brightsky/temperature", "24.3", timeout=10, after=start)
+    msgs = sub.snapshot()[start:]
     first_config = next(i for i, m in enumerate(msgs) if m.topic.endswith("/config"))
     first_state = next(i for i, m in enumerate(msgs) if m.topic == "soest/brightsky/temperature")
     assert first_config < first_state  # discovery first, then states
@@ -194,16 +197,20 @@ def test_orphans_are_cleared_and_unchanged_configs_not_resent(tmp_path: Path, br
         del data["sources"]["brightsky"]["entities"]["dew_point"]
 
     cfg2 = write_config(tmp_path / "t2.yaml", upstream.url, edit=drop_dew_point)
-    sub = Subscriber(broker.port, "homeassistant/#", live=True)
-    time.sleep(0.3)
-    sub.clear()
+    sub = Subscriber(broker.port, "homeassistant/#", "soest/brightsky/last_fetch", live=True)
+    start = barrier(sub, broker.port, topic="homeassistant/test/barrier") + 1
     proc = GatewayProcess(cfg2, broker.port)
     try:
         gone = "homeassistant/sensor/soest/soest_brightsky_dew_point/config"
-        sub.wait_for(gone, b"", timeout=10)
-        wait_until(lambda: "discovery:" in proc.log, 10)
-        time.sleep(0.5)
-        sent = [m.topic for m in sub.snapshot() if m.payload]
+        sub.wait_for(gone, b"", timeout=10, after=start)
+        # Positive marker: once the start-up publishing is done, a refresh makes the gateway fetch
+        # and publish last_fetch again; its own messages arrive in order, so every config it sent
+        # at start has arrived before that second last_fetch.
+        wait_until(lambda: "published" in proc.log.split("discovery:", 1)[-1], 10)
+        publish(broker.port, "soest/gateway/refresh", "PRESS")
+        wait_until(lambda: len([m for m in sub.snapshot()[start:] if m.topic == "soest/brightsky/last_fetch"]) >= 2,
+                   15)
+        sent = [m.topic for m in sub.snapshot()[start:] if m.payload and m.topic.startswith("homeassistant/")]
         assert sent == [], sent  # every remaining config was already on the broker, unchanged
         assert "0 orphaned" not in proc.log
     finally:
@@ -234,7 +241,7 @@ def test_failing_source_goes_offline_keeps_value_and_recovers(tmp_path: Path, br
         upstream.serve("/current_weather", "<html>Wartungsarbeiten</html>", headers={"Content-Type": "text/html"})
         sub.wait_for("soest/brightsky/status", "offline", timeout=10)
         assert int(sub.wait_for("soest/brightsky/fetch_errors").text) >= 2
-        assert sub.on("soest/sun/status")[-1].text == "online"  # other sources unaffected
+        assert sub.wait_for("soest/sun/status").text == "online"  # other sources unaffected
         tree = retained_tree(broker.port, {"soest/brightsky/temperature"})
         assert tree["soest/brightsky/temperature"] == b"24.3"  # the last good value stays
         mark = sub.mark()
@@ -280,8 +287,8 @@ def test_purge_removes_everything_of_ours(config: Path, broker: Mosquitto, serve
     assert result.returncode == 0, result.stderr
     assert f"{len(expected)} retained topics removed" in result.stdout
     sub = Subscriber(broker.port, "#")
-    time.sleep(0.5)
-    assert [m.topic for m in sub.snapshot()] == ["other/topic"]
+    end = barrier(sub, broker.port)  # the retained store has been delivered before the barrier
+    assert [m.topic for m in sub.snapshot()[:end]] == ["other/topic"]
     sub.close()
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -116,9 +115,19 @@ def test_a_retained_press_does_not_refresh_at_start(tmp_path: Path, broker: Mosq
     sub = Subscriber(broker.port, "soest/brightsky/status")
     try:
         sub.wait_for("soest/brightsky/status", "online")
-        time.sleep(1)
+        # Positive marker: the gateway subscribes to the refresh topic before it publishes its
+        # discovery sync marker, so the broker hands it the retained press before that marker, and
+        # it logs "discovery: ..." only after the marker came back. refresh_all() logs before it
+        # returns, so by then a refresh for the retained press would be in the log.
+        wait_until(lambda: "discovery:" in proc.log, 10)
         assert "refreshing all sources now" not in proc.log
-        assert len(upstream.requests) == 1  # only the first scheduled fetch
+        assert "refresh ignored" not in proc.log
+        # The button itself works: a live press refreshes (and is not locked out by the retained one).
+        publish(broker.port, "soest/gateway/refresh", "PRESS")
+        wait_until(lambda: len(upstream.requests) >= 2, 10)
+        assert proc.log.count("refreshing all sources now") == 1
+        assert "refresh ignored" not in proc.log
+        assert len(upstream.requests) == 2  # the first scheduled fetch and the live press
     finally:
         sub.close()
         proc.terminate()
