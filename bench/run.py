@@ -32,6 +32,7 @@ from bench.synthetic import readings, synthetic_catalog  # noqa: E402
 from gateway.config import Broker  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.mqtt import Kind, MqttLink  # noqa: E402
+from gateway.runs import evaluate  # noqa: E402
 from gateway.store import Store  # noqa: E402
 from tests.helpers import FixtureServer, Mosquitto, Subscriber, write_config  # noqa: E402
 from tests.sources import serve_default_sources  # noqa: E402
@@ -49,7 +50,7 @@ def pipeline_round(link: MqttLink, store: Store, spec: Any, count: int, round_: 
     now = datetime.now(UTC)
     batch = readings(count, round_, now)
     started = time.perf_counter()
-    out = store.apply(spec, batch, now, "https://example.invalid/bench", time.monotonic())
+    out = evaluate(spec, store, batch, now, "https://example.invalid/bench", time.monotonic())
     link.publish_many(out.states, Kind.STATE, spec.expire_after)
     link.publish_many(out.attributes, Kind.ATTRIBUTES, spec.expire_after)
     assert link.flush(300), "broker did not acknowledge"
@@ -107,7 +108,7 @@ def throughput(port: int, count: int, repeats: int) -> dict[str, Any]:
     pipeline_round(link, store, spec, count, 0)
     now = datetime.now(UTC)
     probe = Store(heartbeat=900)
-    out = probe.apply(spec, readings(count, 1, now), now, "https://example.invalid/bench", 0.0)
+    out = evaluate(spec, probe, readings(count, 1, now), now, "https://example.invalid/bench", 0.0)
     messages = out.states + out.attributes
     pipe, raw = [], []
     for r in range(repeats):

@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapters import ADAPTERS
 from gateway import topics
 from gateway.adapter_api import Adapter, AdapterOptions
 from gateway.config import WILDCARD, Entity, Loaded, Measurement, Settings, Source, _describe
@@ -89,8 +88,8 @@ class Catalog:
         return [e for s in self.sources.values() for e in s.entities]
 
 
-def build(loaded: Loaded, adapters: Mapping[str, Adapter] = ADAPTERS) -> Catalog:
-    """Resolve adapters and their options; raise ConfigError pointing at the offending line."""
+def build(loaded: Loaded, adapters: Mapping[str, Adapter]) -> Catalog:
+    """Resolve adapters (the registry the CLI hands in) and options; ConfigError points at the line."""
     settings = loaded.settings
     city = settings.city
     base = settings.mqtt.base_topic

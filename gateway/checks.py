@@ -58,3 +58,15 @@ def reasons_for(measurement: Measurement) -> tuple[str, ...]:
     if measurement.options is not None:
         out.append("not_an_option")
     return tuple(out)
+
+
+def judge(value: Value, observed_at: datetime, measurement: Measurement, previous: float | None,
+          previous_observed: datetime | None, now: datetime) -> str | None:
+    """The one verdict on a reading: its timestamp first, since staleness and the jump check rely on it."""
+    reason = check_time(observed_at, now)
+    if reason is not None:
+        return reason
+    elapsed = None
+    if previous_observed is not None:
+        elapsed = abs((observed_at - previous_observed).total_seconds()) / 3600
+    return check(value, measurement, previous, elapsed)

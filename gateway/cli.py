@@ -19,6 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+# The one place the core meets the adapters: their registry is handed to catalog.build from here.
+from adapters import ADAPTERS
 from gateway import __version__, catalog, contract, discovery
 from gateway.config import (
     BROKER_ENV,
@@ -179,7 +181,7 @@ def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
         if not args.config.strip():
             raise ConfigError("--config/GATEWAY_CONFIG: empty path (give the path of topics.yaml)")
         loaded = load(args.config)
-        cat = catalog.build(loaded)
+        cat = catalog.build(loaded, ADAPTERS)
         if command == "check-config":
             load_broker(env)
             _http_port(args, env), _http_host(args, env), _data_dir(args, env)  # the variables run reads

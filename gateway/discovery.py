@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gateway import PROJECT_URL, __version__, topics
@@ -50,6 +50,37 @@ def iter_configs(catalog: Catalog) -> Iterator[tuple[str, dict[str, Any]]]:
                        default_entity_id=f"{component}.{object_id}", origin=origin)
         return topics.discovery_topic(catalog.prefix, component, catalog.node_id, object_id), payload
 
+    yield from _gateway_configs(catalog, item, gateway_device, gateway_availability)
+    for source in catalog.sources.values():
+        device = _source_device(catalog, source)
+        for entity in source.entities:
+            yield item(entity.component, entity.unique_id, _entity_config(catalog, source, entity, device))
+        yield item("sensor", f"{source.device_id}_{topics.LAST_FETCH}", {
+            "name": "Last fetch",
+            "state_topic": source.last_fetch_topic,
+            "device_class": "timestamp",
+            "entity_category": "diagnostic",
+            "availability": [gateway_availability],
+            "device": device,
+        })
+        yield item("sensor", f"{source.device_id}_{topics.FETCH_ERRORS}", {
+            "name": "Fetch errors",
+            "state_topic": source.fetch_errors_topic,
+            "state_class": "total_increasing",
+            "entity_category": "diagnostic",
+            "icon": "mdi:alert-circle-outline",
+            "availability": [gateway_availability],
+            "device": device,
+        })
+
+
+
+Item = Callable[[str, str, dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+def _gateway_configs(catalog: Catalog, item: Item, gateway_device: dict[str, Any],
+                     gateway_availability: dict[str, str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The gateway device's own diagnostic entities and the refresh button."""
     yield item("binary_sensor", f"{catalog.gateway_device_id}_connection", {
         "name": "Broker connection",
         "state_topic": catalog.gateway_status_topic,
@@ -84,27 +115,6 @@ def iter_configs(catalog: Catalog) -> Iterator[tuple[str, dict[str, Any]]]:
             "icon": "mdi:refresh",
             "availability": [gateway_availability],
             "device": gateway_device,
-        })
-    for source in catalog.sources.values():
-        device = _source_device(catalog, source)
-        for entity in source.entities:
-            yield item(entity.component, entity.unique_id, _entity_config(catalog, source, entity, device))
-        yield item("sensor", f"{source.device_id}_{topics.LAST_FETCH}", {
-            "name": "Last fetch",
-            "state_topic": source.last_fetch_topic,
-            "device_class": "timestamp",
-            "entity_category": "diagnostic",
-            "availability": [gateway_availability],
-            "device": device,
-        })
-        yield item("sensor", f"{source.device_id}_{topics.FETCH_ERRORS}", {
-            "name": "Fetch errors",
-            "state_topic": source.fetch_errors_topic,
-            "state_class": "total_increasing",
-            "entity_category": "diagnostic",
-            "icon": "mdi:alert-circle-outline",
-            "availability": [gateway_availability],
-            "device": device,
         })
 
 

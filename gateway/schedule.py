@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from datetime import tzinfo
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+
+if TYPE_CHECKING:
+    from gateway.catalog import Catalog, SourceSpec
 
 # crontab counts weekdays from Sunday = 0 (and 7); APScheduler 3 from Monday = 0. Names avoid the trap.
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -45,3 +53,28 @@ def cron_trigger(expr: str, timezone: tzinfo | str, jitter: float | None = None)
 
 def interval_trigger(seconds: float, jitter: float | None = None) -> IntervalTrigger:
     return IntervalTrigger(seconds=seconds, jitter=int(jitter) if jitter and jitter >= 1 else None)
+
+
+HEARTBEAT_TICK_MAX = 60.0
+
+
+def source_trigger(spec: SourceSpec, timezone: str) -> BaseTrigger:
+    jitter = spec.config.effective_jitter()
+    if spec.config.cron is not None:
+        return cron_trigger(spec.config.cron, timezone, jitter)
+    return interval_trigger(spec.interval, jitter)
+
+
+def start_scheduler(catalog: Catalog, run_source: Callable[[str], Awaitable[None]],
+                    tick: Callable[[], Awaitable[None]]) -> AsyncIOScheduler:
+    """One job per source (first run now, never two at once) and the heartbeat tick, on the running loop."""
+    settings = catalog.settings
+    scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
+    for key, spec in catalog.sources.items():
+        scheduler.add_job(run_source, source_trigger(spec, settings.city.timezone), args=[key], id=key, name=key,
+                          max_instances=1, coalesce=True, misfire_grace_time=max(1, int(spec.interval)),
+                          next_run_time=datetime.now(UTC))
+    every = min(HEARTBEAT_TICK_MAX, max(1.0, settings.mqtt.heartbeat / 4))
+    scheduler.add_job(tick, IntervalTrigger(seconds=every), id="_tick", max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler

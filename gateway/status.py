@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway import __version__
-from gateway.payloads import iso
+from gateway.catalog import Catalog, SourceSpec
+from gateway.http import Route
+from gateway.mqtt import MqttLink
+from gateway.payloads import encode_json, iso
+from gateway.runs import SourceState
+from gateway.store import Store
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+
+@dataclass(frozen=True)
+class View:
+    """What the status page may read of a running gateway (all of it owned by the event loop)."""
+
+    catalog: Catalog
+    sources: Mapping[str, SourceState]
+    store: Store
+    link: MqttLink
+    started_at: datetime
+    started_mono: float
+    next_run: Callable[[str], datetime | None]
 
 
-def snapshot(gw: Gateway) -> dict[str, Any]:
+def snapshot(view: View) -> dict[str, Any]:
     """The whole status as JSON-ready data; call it on the gateway's event loop."""
     now = datetime.now(UTC)
-    broker = gw.link.broker
+    broker = view.link.broker
     sources: dict[str, Any] = {}
     entities: list[dict[str, Any]] = []
-    for key, spec in gw.catalog.sources.items():
-        state = gw.sources[key]
-        job = gw.scheduler.get_job(key) if gw.scheduler is not None else None
+    for key, spec in view.catalog.sources.items():
+        state = view.sources[key]
         sources[key] = {
             "name": spec.device_name,
             "adapter": spec.adapter.name,
@@ -30,37 +46,43 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
             "last_fetch": iso(state.last_success),
             "last_error": state.last_error,
             "failures_in_a_row": state.failures,
-            "next_run": iso(job.next_run_time) if job is not None and job.next_run_time else None,
+            "next_run": iso(view.next_run(key)),
             "requests": state.runs,
             "errors": state.errors_total,
             "max_age_s": spec.max_age,
         }
-        for entity in spec.entities:
-            st = gw.store.entities.get(entity.state_topic)
-            age = (now - st.observed_at).total_seconds() if st is not None and st.observed_at else None
-            entities.append({
-                "source": key,
-                "key": entity.key,
-                "name": entity.name,
-                "value": st.text if st is not None else None,
-                "unit": entity.measurement.unit,
-                "observed_at": iso(st.observed_at) if st is not None else None,
-                "age_s": round(age) if age is not None else None,
-                "stale": age is not None and age > spec.max_age,
-                "topic": entity.state_topic,
-                "entity_id": f"{entity.component}.{entity.unique_id}",
-            })
+        entities.extend(_entity_rows(spec, view.store, now))
     return {
         "version": __version__,
-        "city": gw.settings.city.name,
-        "started_at": iso(gw.started_at),
-        "uptime_s": round(time.monotonic() - gw.started_mono),
-        "broker": {"connected": gw.link.connected, "host": broker.host, "port": broker.port,
-                   "tls": broker.use_tls, "connections": gw.link.connections},
-        "base_topic": gw.catalog.base,
+        "city": view.catalog.settings.city.name,
+        "started_at": iso(view.started_at),
+        "uptime_s": round(time.monotonic() - view.started_mono),
+        "broker": {"connected": view.link.connected, "host": broker.host, "port": broker.port,
+                   "tls": broker.use_tls, "connections": view.link.connections},
+        "base_topic": view.catalog.base,
         "sources": sources,
         "entities": entities,
     }
+
+
+def _entity_rows(spec: SourceSpec, store: Store, now: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for entity in spec.entities:
+        st = store.entities.get(entity.state_topic)
+        age = (now - st.observed_at).total_seconds() if st is not None and st.observed_at else None
+        rows.append({
+            "source": spec.key,
+            "key": entity.key,
+            "name": entity.name,
+            "value": st.text if st is not None else None,
+            "unit": entity.measurement.unit,
+            "observed_at": iso(st.observed_at) if st is not None else None,
+            "age_s": round(age) if age is not None else None,
+            "stale": age is not None and age > spec.max_age,
+            "topic": entity.state_topic,
+            "entity_id": f"{entity.component}.{entity.unique_id}",
+        })
+    return rows
 
 
 def readiness(status: dict[str, Any]) -> tuple[bool, list[str]]:
@@ -71,6 +93,62 @@ def readiness(status: dict[str, Any]) -> tuple[bool, list[str]]:
     if not any(s["status"] == "online" for s in status["sources"].values()):
         reasons.append("no source has fresh data")
     return not reasons, reasons
+
+
+def info(catalog: Catalog, started_at: datetime) -> dict[str, Any]:
+    """The retained ``<base>/gateway/info`` document: what this gateway publishes and how often."""
+    settings = catalog.settings
+    return {
+        "version": __version__,
+        "started_at": iso(started_at),
+        "city": settings.city.model_dump(),
+        "base_topic": catalog.base,
+        "discovery_prefix": catalog.prefix if settings.mqtt.discovery else None,
+        "heartbeat_s": settings.mqtt.heartbeat,
+        "sources": {
+            key: {"adapter": s.adapter.name, "schedule": s.schedule_text(), "interval_s": s.interval,
+                  "max_age_s": s.max_age, "expire_after_s": s.expire_after,
+                  "entities": [e.key for e in s.entities], "provider": s.adapter.provider,
+                  "license": s.license, "attribution": s.attribution}
+            for key, s in catalog.sources.items()},
+    }
+
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+BUSY = 503, JSON, encode_json({"error": "the gateway's event loop did not answer in time"})
+
+
+def routes(status_now: Callable[[], dict[str, Any]], ping: Callable[[], None]) -> dict[str, Route]:
+    """The HTTP routes; ``status_now`` and ``ping`` run on the event loop and raise TimeoutError when it is stuck."""
+
+    def api() -> tuple[int, str, bytes]:
+        try:
+            return 200, JSON, encode_json(status_now())
+        except (TimeoutError, RuntimeError):
+            return BUSY
+
+    def ready() -> tuple[int, str, bytes]:
+        try:
+            ok, reasons = readiness(status_now())
+        except (TimeoutError, RuntimeError):
+            return BUSY
+        return (200 if ok else 503), JSON, encode_json({"ready": ok, "reasons": reasons})
+
+    def healthz() -> tuple[int, str, bytes]:
+        # Alive means the event loop still answers, not merely that this HTTP thread runs.
+        try:
+            ping()
+        except (TimeoutError, RuntimeError):
+            return 503, TEXT, b"event loop not responding\n"
+        return 200, TEXT, b"ok\n"
+
+    return {
+        "/": lambda: (200, "text/html; charset=utf-8", PAGE.encode()),
+        "/api/status": api,
+        "/readyz": ready,
+        "/healthz": healthz,
+    }
 
 
 PAGE = """<!doctype html>

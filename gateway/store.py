@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,36 +74,20 @@ class Store:
             st = self.entities[entity.state_topic] = EntityState()
         return st
 
-    def apply(self, source: SourceSpec, readings: Sequence[Reading], fetched_at: datetime,
-              source_url: str, now: float) -> Outgoing:
-        """Turn a source's readings into the state and attribute messages that must go out."""
-        out = Outgoing()
-        for reading in readings:
-            for entity in source.by_field.get(reading.field, ()):
-                self._apply_one(source, entity, reading, fetched_at, source_url, now, out)
-        return out
-
-    def _apply_one(self, source: SourceSpec, entity: EntitySpec, reading: Reading, fetched_at: datetime,
-                   source_url: str, now: float, out: Outgoing) -> None:
+    def put(self, source: SourceSpec, entity: EntitySpec, reading: Reading, rejected: str | None,
+            fetched_at: datetime, source_url: str, now: float, out: Outgoing) -> None:
+        """Store one reading (already judged: ``rejected`` is the reason, or None) and add what must go out."""
         st = self.state(entity)
         notes: dict[str, Any] = {}
         text = encode_value(reading.value)
         if text is None:
             st.missing_since = st.missing_since or fetched_at
+        elif rejected is not None:
+            out.rejected.append((entity, rejected))
+            notes["rejected"] = {"value": text, "reason": rejected, "at": iso(fetched_at)}
+            text = None
         else:
-            # The timestamp first: staleness (and the jump check) may only use one we have checked.
-            reason = check_time(reading.observed_at, fetched_at)
-            if reason is None:
-                elapsed = None
-                if st.observed_at is not None:
-                    elapsed = abs((reading.observed_at - st.observed_at).total_seconds()) / 3600
-                reason = check(reading.value, entity.measurement, st.number, elapsed)
-            if reason is not None:
-                out.rejected.append((entity, reason))
-                notes["rejected"] = {"value": text, "reason": reason, "at": iso(fetched_at)}
-                text = None
-            else:
-                st.missing_since = None
+            st.missing_since = None
         if st.missing_since is not None:
             notes["value_missing_since"] = iso(st.missing_since)
             notes["note"] = "upstream sent no value; the last good value is kept"

@@ -25,6 +25,7 @@ import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from adapters import ADAPTERS
 from gateway import catalog, contract, discovery
 from gateway.config import load
 
@@ -416,7 +417,7 @@ def expected_tree(config: Path, states: Iterable[str] | None = None) -> set[str]
     given entity ``states``, and the attributes, status and last-fetch topics of their sources.
     The sun's states always count: it is computed locally and always has values.
     """
-    cat = catalog.build(load(config))
+    cat = catalog.build(load(config), ADAPTERS)
     rows = {r.topic for r in contract.expand(cat, list(discovery.configs(cat))) if r.retained}
     entity_topics = {t for e in cat.entities() for t in (e.state_topic, e.attributes_topic)}
     per_source = {t for s in cat.sources.values() for t in (s.status_topic, s.last_fetch_topic)}

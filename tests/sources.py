@@ -143,7 +143,7 @@ def source_spec(key: str) -> catalog.SourceSpec:
     """A source of the default topics.yaml, resolved as if it were enabled."""
     data = yaml.safe_load((ROOT / "topics.yaml").read_text())
     data["sources"][key]["enabled"] = True
-    return catalog.build(loads(yaml.safe_dump(data, allow_unicode=True), ROOT / "topics.yaml")).sources[key]
+    return catalog.build(loads(yaml.safe_dump(data, allow_unicode=True), ROOT / "topics.yaml"), ADAPTERS).sources[key]
 
 
 def network_sources() -> list[SourceFixture]:

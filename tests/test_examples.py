@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from adapters import ADAPTERS
 from gateway import catalog, contract, discovery
 from gateway.config import load
 from gateway.metrics import Metrics
@@ -100,7 +101,7 @@ class Produced:
 
 @cache
 def produced() -> Produced:
-    cat = catalog.build(load(ROOT / "topics.yaml"))
+    cat = catalog.build(load(ROOT / "topics.yaml"), ADAPTERS)
     configs = discovery.configs(cat)
     by_state: dict[str, dict[str, Any]] = {}
     for config_topic, payload in configs.items():

@@ -33,7 +33,7 @@ def adapter_options(name: str) -> Any:
 
 def configured_options(name: str) -> Any:
     """Options as the default topics.yaml gives them (some adapters need required options)."""
-    cat = catalog.build(loads((ROOT / "topics.yaml").read_text(), ROOT / "topics.yaml"))
+    cat = catalog.build(loads((ROOT / "topics.yaml").read_text(), ROOT / "topics.yaml"), ADAPTERS)
     for spec in cat.sources.values():
         if spec.adapter.name == name:
             return spec.options
@@ -110,7 +110,7 @@ def _set(data: Any, path: tuple[Any, ...], value: Any) -> None:
 
 def expect_clean_outcome(text: str) -> None:
     try:
-        catalog.build(loads(text, Path("topics.yaml")))
+        catalog.build(loads(text, Path("topics.yaml")), ADAPTERS)
     except ConfigError as exc:
         message = str(exc)
         assert message.startswith("topics.yaml")

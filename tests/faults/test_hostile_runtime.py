@@ -210,8 +210,8 @@ def test_state_files_are_capped_on_load(tmp_path: Path, kind: str):
 def test_a_reparsed_future_reading_stays_rejected():
     """Re-evaluation moves readings newer than their fetch to the fetch time; one from the future
     (rejected at the fetch) must not be published that way on the next tick."""
-    from gateway.app import as_of_fetch
     from gateway.records import Reading
+    from gateway.runs import as_of_fetch
 
     fetched = datetime(2026, 6, 21, 12, tzinfo=UTC)
     soon = fetched.replace(minute=2)  # within the clock-skew allowance

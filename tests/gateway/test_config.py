@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from adapters import ADAPTERS
 from gateway import catalog
 from gateway.config import load, load_broker, parse_duration
 from gateway.errors import ConfigError
@@ -17,7 +18,7 @@ from tests.helpers import ROOT
 
 def test_default_config_loads():
     loaded = load(ROOT / "topics.yaml")
-    cat = catalog.build(loaded)
+    cat = catalog.build(loaded, ADAPTERS)
     assert loaded.settings.city.slug == "soest"
     assert cat.base == "soest"
     assert cat.prefix == "homeassistant"
@@ -88,7 +89,7 @@ CASES = [
 def test_invalid_config_gives_one_precise_line(tmp_path: Path, mutate, fragments: list[str]):
     path = edited(tmp_path, mutate)
     with pytest.raises(ConfigError) as info:
-        catalog.build(load(path))
+        catalog.build(load(path), ADAPTERS)
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path}:")
@@ -174,7 +175,7 @@ def test_wildcard_entities_take_every_remaining_field(tmp_path: Path):
     def mutate(d):
         d["sources"]["brightsky"]["entities"] = {"temperature": {"name": "Air temperature"},
                                                  "*": {"measurement": "cloud_cover"}}
-    cat = catalog.build(load(edited(tmp_path, mutate)))
+    cat = catalog.build(load(edited(tmp_path, mutate)), ADAPTERS)
     entities = {e.key: e for e in cat.sources["brightsky"].entities}
     assert entities["temperature"].name == "Air temperature"
     assert entities["temperature"].measurement.device_class == "temperature"
@@ -186,4 +187,4 @@ def test_wildcard_entities_take_every_remaining_field(tmp_path: Path):
 def test_wildcard_needs_a_measurement(tmp_path: Path):
     path = edited(tmp_path, lambda d: d["sources"]["brightsky"]["entities"].update({"*": None}))
     with pytest.raises(ConfigError, match=r"'\*' needs a measurement"):
-        catalog.build(load(path))
+        catalog.build(load(path), ADAPTERS)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from adapters import ADAPTERS
 from gateway import catalog
 from gateway.cli import build_parser, main, setup_logging
 from gateway.config import MAX_CONFIG_BYTES, load, load_broker, loads, parse_yaml
@@ -27,7 +28,7 @@ def line_of(text: str, fragment: str) -> int:
 
 def one_line_error(text: str) -> str:
     with pytest.raises(ConfigError) as info:
-        catalog.build(loads(text, Path("topics.yaml")))
+        catalog.build(loads(text, Path("topics.yaml")), ADAPTERS)
     message = str(info.value)
     assert "\n" not in message, message
     assert message.startswith("topics.yaml"), message
@@ -59,7 +60,7 @@ def test_invalid_zone_name_in_adapter_options_is_a_one_line_error():
     data = yaml.safe_load(DEFAULT_TEXT)
     data["sources"]["brightsky"].setdefault("options", {})["timezone"] = "Europe"
     with pytest.raises(ConfigError) as info:
-        catalog.build(loads(yaml.safe_dump(data, allow_unicode=True), Path("topics.yaml")))
+        catalog.build(loads(yaml.safe_dump(data, allow_unicode=True), Path("topics.yaml")), ADAPTERS)
     message = str(info.value)
     assert "sources.brightsky.options.timezone" in message
     assert "unknown time zone 'Europe'" in message
@@ -178,7 +179,7 @@ def test_absurd_durations_are_one_line_errors(tmp_path: Path, where: str, value:
         target[rest[-1]] = value
 
     with pytest.raises(ConfigError) as info:
-        catalog.build(load(edited(tmp_path, mutate)))
+        catalog.build(load(edited(tmp_path, mutate)), ADAPTERS)
     message = str(info.value)
     assert "\n" not in message
     assert f": {where}: " in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from adapters import ADAPTERS
 from gateway import catalog, contract, discovery
 from gateway.config import load
 from tests.helpers import ROOT
@@ -18,7 +19,7 @@ def test_docs_table_matches_contract():
 
 
 def test_every_configured_topic_is_in_the_contract():
-    cat = catalog.build(load(ROOT / "topics.yaml"))
+    cat = catalog.build(load(ROOT / "topics.yaml"), ADAPTERS)
     rows = contract.expand(cat, list(discovery.configs(cat)))
     for row in rows:
         assert contract.match(row.topic, cat.base, cat.prefix) is not None, row.topic

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from adapters import ADAPTERS
 from gateway import catalog, discovery, ha
 from gateway.config import load
 from tests.helpers import ROOT
@@ -13,7 +14,7 @@ from tests.helpers import ROOT
 
 @pytest.fixture(scope="module")
 def cat() -> catalog.Catalog:
-    return catalog.build(load(ROOT / "topics.yaml"))
+    return catalog.build(load(ROOT / "topics.yaml"), ADAPTERS)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
+from adapters import ADAPTERS
 from gateway import catalog
 from gateway.config import load
 from gateway.metrics import FETCH_ERROR_KINDS, Metrics
@@ -11,7 +12,7 @@ from tests.helpers import ROOT
 
 
 def test_label_sets_are_created_up_front():
-    cat = catalog.build(load(ROOT / "topics.yaml"))
+    cat = catalog.build(load(ROOT / "topics.yaml"), ADAPTERS)
     metrics = Metrics()
     metrics.prepare(cat.sources.values())
     text = generate_latest(metrics.registry).decode()

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from adapters import ADAPTERS
 from gateway import catalog
 from gateway.config import load
 from gateway.records import Reading
+from gateway.runs import evaluate
 from gateway.store import Store
 from tests.helpers import ROOT
 
@@ -18,7 +20,7 @@ T0 = datetime(2026, 6, 21, 14, 30, tzinfo=UTC)
 
 @pytest.fixture
 def source() -> catalog.SourceSpec:
-    return catalog.build(load(ROOT / "topics.yaml")).sources["brightsky"]
+    return catalog.build(load(ROOT / "topics.yaml"), ADAPTERS).sources["brightsky"]
 
 
 def states(out) -> dict[str, str]:
@@ -27,21 +29,21 @@ def states(out) -> dict[str, str]:
 
 def test_change_detection_and_heartbeat(source):
     store = Store(heartbeat=900)
-    first = store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=0)
+    first = evaluate(source, store, [Reading("temperature", 21.0, T0)], T0, "u", mono=0)
     assert states(first) == {"soest/brightsky/temperature": "21"}
-    same = store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=60)
+    same = evaluate(source, store, [Reading("temperature", 21.0, T0)], T0, "u", mono=60)
     assert states(same) == {}
     assert same.attributes == []  # only fetched_at would differ
     t1 = T0 + timedelta(minutes=10)  # fetched when observed: a reading from the future would be rejected
-    changed = store.apply(source, [Reading("temperature", 21.5, t1)], t1, "u", now=120)
+    changed = evaluate(source, store, [Reading("temperature", 21.5, t1)], t1, "u", mono=120)
     assert states(changed) == {"soest/brightsky/temperature": "21.5"}
-    later = store.apply(source, [Reading("temperature", 21.5, T0)], T0, "u", now=120 + 900)
+    later = evaluate(source, store, [Reading("temperature", 21.5, T0)], T0, "u", mono=120 + 900)
     assert states(later) == {"soest/brightsky/temperature": "21.5"}
 
 
 def test_heartbeat_skips_stale_data(source):
     store = Store(heartbeat=60)
-    store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=0)
+    evaluate(source, store, [Reading("temperature", 21.0, T0)], T0, "u", mono=0)
     assert store.due_for_heartbeat([source], now=30, wall=T0) == []
     assert store.due_for_heartbeat([source], now=61, wall=T0 + timedelta(minutes=5)) == [
         ("soest/brightsky/temperature", b"21")]
@@ -51,9 +53,9 @@ def test_heartbeat_skips_stale_data(source):
 
 def test_null_keeps_last_value_and_notes_it(source):
     store = Store(heartbeat=900)
-    store.apply(source, [Reading("irradiance", 768.0, T0)], T0, "u", now=0)
+    evaluate(source, store, [Reading("irradiance", 768.0, T0)], T0, "u", mono=0)
     t1 = T0 + timedelta(minutes=10)
-    out = store.apply(source, [Reading("irradiance", None, t1)], t1, "u", now=600)
+    out = evaluate(source, store, [Reading("irradiance", None, t1)], t1, "u", mono=600)
     assert out.states == []
     (topic, payload), = out.attributes
     attrs = json.loads(payload)
@@ -65,15 +67,15 @@ def test_null_keeps_last_value_and_notes_it(source):
 
 def test_null_first_publishes_nothing_as_state(source):
     store = Store(heartbeat=900)
-    out = store.apply(source, [Reading("irradiance", None, T0)], T0, "u", now=0)
+    out = evaluate(source, store, [Reading("irradiance", None, T0)], T0, "u", mono=0)
     assert out.states == []
     assert all(b"None" not in p for _, p in out.attributes)
 
 
 def test_implausible_value_is_rejected_not_published(source):
     store = Store(heartbeat=900)
-    store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=0)
-    out = store.apply(source, [Reading("temperature", 85.0, T0)], T0, "u", now=10)
+    evaluate(source, store, [Reading("temperature", 21.0, T0)], T0, "u", mono=0)
+    out = evaluate(source, store, [Reading("temperature", 85.0, T0)], T0, "u", mono=10)
     assert out.states == []
     assert [(e.key, r) for e, r in out.rejected] == [("temperature", "above_range")]
     attrs = json.loads(out.attributes[0][1])
@@ -83,7 +85,7 @@ def test_implausible_value_is_rejected_not_published(source):
 
 def test_attributes_carry_provenance(source):
     store = Store(heartbeat=900)
-    out = store.apply(source, [Reading("temperature", 21.0, T0)], T0 + timedelta(minutes=3), "https://x/y?z=1", 0)
+    out = evaluate(source, store, [Reading("temperature", 21.0, T0)], T0 + timedelta(minutes=3), "https://x/y?z=1", 0)
     attrs = json.loads(out.attributes[0][1])
     assert attrs["observed_at"] == T0.isoformat()
     assert attrs["fetched_at"] == (T0 + timedelta(minutes=3)).isoformat()
@@ -96,7 +98,7 @@ def test_attributes_carry_provenance(source):
 def test_oversized_attributes_are_shrunk(source):
     store = Store(heartbeat=900)
     huge = {"warnings": ["x" * 400] * 100, "small": 1}
-    out = store.apply(source, [Reading("temperature", 21.0, T0, attributes=huge)], T0, "u", now=0)
+    out = evaluate(source, store, [Reading("temperature", 21.0, T0, attributes=huge)], T0, "u", mono=0)
     (_, payload), = out.attributes
     assert len(payload) <= 12_000
     attrs = json.loads(payload)
@@ -108,11 +110,11 @@ def test_oversized_attributes_are_shrunk(source):
 def test_unchanged_old_data_is_not_resent_as_a_heartbeat(source):
     """A re-evaluated body keeps its old observed_at: the value must not be re-sent as current."""
     store = Store(heartbeat=60)
-    store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=0)
+    evaluate(source, store, [Reading("temperature", 21.0, T0)], T0, "u", mono=0)
     later = T0 + timedelta(hours=3)  # max_age is 2 h
-    out = store.apply(source, [Reading("temperature", 21.0, T0)], later, "u", now=1000)
+    out = evaluate(source, store, [Reading("temperature", 21.0, T0)], later, "u", mono=1000)
     assert out.states == []
-    fresh = store.apply(source, [Reading("temperature", 21.0, later)], later, "u", now=2000)
+    fresh = evaluate(source, store, [Reading("temperature", 21.0, later)], later, "u", mono=2000)
     assert states(fresh) == {"soest/brightsky/temperature": "21"}
 
 
@@ -122,7 +124,7 @@ def test_restored_stale_values_are_sent_again_once_fresh(source):
     saved = {"soest_brightsky_temperature": ["21", 21.0, T0.isoformat(), None]}
     assert store.restore([source], saved, now=100, wall=now_wall) == []  # too old to put back
     # The same value, freshly observed, goes out at once: the broker no longer holds it.
-    out = store.apply(source, [Reading("temperature", 21.0, now_wall)], now_wall, "u", now=101)
+    out = evaluate(source, store, [Reading("temperature", 21.0, now_wall)], now_wall, "u", mono=101)
     assert states(out) == {"soest/brightsky/temperature": "21"}
 
 
@@ -139,9 +141,9 @@ def test_empty_text_is_no_value(source):
 def test_reading_from_the_future_is_rejected(source):
     """One reading dated 2126 must not become the entity's observed_at (staleness would trust it)."""
     store = Store(heartbeat=900)
-    store.apply(source, [Reading("temperature", 21.0, T0)], T0, "u", now=0)
+    evaluate(source, store, [Reading("temperature", 21.0, T0)], T0, "u", mono=0)
     future = datetime(2126, 1, 1, tzinfo=UTC)
-    out = store.apply(source, [Reading("temperature", 22.0, future)], T0, "u", now=10)
+    out = evaluate(source, store, [Reading("temperature", 22.0, future)], T0, "u", mono=10)
     assert out.states == []
     assert [(e.key, r) for e, r in out.rejected] == [("temperature", "future")]
     attrs = json.loads(out.attributes[0][1])
@@ -157,14 +159,14 @@ def test_small_clock_skew_is_accepted(source):
 
     store = Store(heartbeat=900)
     ahead = T0 + MAX_CLOCK_SKEW - timedelta(seconds=1)
-    out = store.apply(source, [Reading("temperature", 21.0, ahead)], T0, "u", now=0)
+    out = evaluate(source, store, [Reading("temperature", 21.0, ahead)], T0, "u", mono=0)
     assert states(out) == {"soest/brightsky/temperature": "21"}
     assert out.rejected == []
 
 
 def test_naive_timestamp_is_rejected_not_a_crash(source):
     store = Store(heartbeat=900)
-    out = store.apply(source, [Reading("temperature", 21.0, T0.replace(tzinfo=None))], T0, "u", now=0)
+    out = evaluate(source, store, [Reading("temperature", 21.0, T0.replace(tzinfo=None))], T0, "u", mono=0)
     assert out.states == []
     assert [r for _, r in out.rejected] == ["no_timezone"]
 
@@ -195,7 +197,7 @@ def test_restored_values_pass_the_fresh_checks(source, row):
 
 
 def test_restored_option_and_binary_values_are_checked():
-    cat = catalog.build(load(ROOT / "topics.yaml"))
+    cat = catalog.build(load(ROOT / "topics.yaml"), ADAPTERS)
     with_options = next(e for e in cat.entities() if e.measurement.options)
     binary = next(e for e in cat.entities() if e.component == "binary_sensor")
     sources = [cat.sources[with_options.source], cat.sources[binary.source]]

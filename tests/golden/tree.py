@@ -17,6 +17,7 @@ from pathlib import Path
 from adapters import ADAPTERS
 from gateway import catalog, discovery
 from gateway.config import load
+from gateway.runs import evaluate
 from gateway.store import Store
 from tests.helpers import ROOT
 from tests.sources import network_sources
@@ -53,7 +54,7 @@ def tree(moments: dict[str, str] | None = None) -> tuple[dict[str, str], dict[st
         used[key] = now.isoformat()
         readings = _readings(spec, body, lookup, now)
         url = f"{spec.config.base_url}#golden"
-        result = Store(cat.settings.mqtt.heartbeat).apply(spec, readings, now, url, 0.0)
+        result = evaluate(spec, Store(cat.settings.mqtt.heartbeat), readings, now, url, 0.0)
         for topic, payload in (*result.states, *result.attributes):
             out[topic] = payload.decode()
     return out, used

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters import ADAPTERS
 from gateway import catalog, contract, discovery, ha
 from gateway.config import load
 from tests.helpers import (
@@ -63,7 +64,7 @@ def test_whole_topic_tree(config: Path, broker: Mosquitto, gateway: GatewayProce
     assert set(tree) == expected  # nothing missing, nothing extra (the sync marker is not retained)
     for topic, value in served.items():
         assert tree[topic].decode() == value, topic
-    cat = catalog.build(load(config))
+    cat = catalog.build(load(config), ADAPTERS)
     for source in cat.sources:
         assert tree[f"soest/{source}/status"] == b"online", source
     assert tree["soest/gateway/status"] == b"online"
@@ -169,7 +170,7 @@ def test_reannounce_after_home_assistant_birth(config: Path, broker: Mosquitto, 
     first_state = next(i for i, m in enumerate(msgs) if m.topic == "soest/brightsky/temperature")
     assert first_config < first_state  # discovery first, then states
     configs = {m.topic for m in msgs if m.topic.endswith("/config")}
-    assert len(configs) == len(discovery.configs(catalog.build(load(ROOT / "topics.yaml"))))
+    assert len(configs) == len(discovery.configs(catalog.build(load(ROOT / "topics.yaml"), ADAPTERS)))
     assert all(m.retain for m in msgs if m.topic.endswith("/config"))
     sub.close()
 

@@ -1,0 +1,154 @@
+"""Home Assistant discovery over the gateway's life: reconcile at start, re-announce on HA's birth, clear orphans.
+
+The configs themselves are pure data (gateway.discovery); this module decides when they go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import secrets
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+
+from gateway import discovery, topics
+from gateway.catalog import Catalog
+from gateway.mqtt import Kind, MqttLink
+from gateway.payloads import iso
+from gateway.persist import StateFile
+from gateway.retained import RetainedReader
+
+log = logging.getLogger("gateway.app")
+
+RECONCILE_TIMEOUT = 10.0
+REGISTRY_FILE = "discovery.json"
+# At most this many retained configs beyond our own are remembered while reconciling; a broker
+# full of planted configs under our node id must not grow the gateway without bound.
+MAX_SEEN_CONFIGS_EXTRA = 10_000
+# HA's birth is "online"; anything longer is not one, and comparing it after strip() would let
+# "online" + 50 MiB of spaces count.
+MAX_BIRTH_PAYLOAD = 64
+
+
+def own_discovery_topic(prefix: str, node_id: str) -> re.Pattern[str]:
+    """``<prefix>/<component>/<node_id>/<object_id>/config`` of this gateway, and nothing else."""
+    return re.compile(rf"{re.escape(prefix)}/[A-Za-z0-9_-]+/{re.escape(node_id)}/[A-Za-z0-9_-]+/config")
+
+
+class Announcer:
+    """Owns the discovery configs on the broker, and the registry of them in the data directory."""
+
+    def __init__(self, catalog: Catalog, link: MqttLink, registry_file: StateFile | None) -> None:
+        self.catalog = catalog
+        self.link = link
+        mqtt = catalog.settings.mqtt
+        self.enabled = mqtt.discovery
+        self.birth_delay = mqtt.birth_delay
+        self.birth_topic = f"{catalog.prefix}/status"
+        # Discovery configs are generated when needed, not kept: at 100,000 entities they would
+        # be the biggest thing in memory.
+        self.config_count = sum(1 for _ in discovery.iter_configs(catalog)) if self.enabled else 0
+        marker = f"{catalog.base}/{topics.GATEWAY}/sync/{secrets.token_hex(6)}"
+        self.reader = RetainedReader([f"{catalog.prefix}/+/{catalog.node_id}/+/config"], marker,
+                                     limit=self.config_count + MAX_SEEN_CONFIGS_EXTRA)
+        self.registry_file = registry_file
+        self.registry = self._load_registry()
+        self._announce: asyncio.TimerHandle | None = None
+        self._announce_by = 0.0  # loop time by which a pending re-announce must have happened
+
+    # ------------------------------------------------------------------ registry (data directory)
+
+    def _load_registry(self) -> set[str]:
+        """Our discovery topics from the last run; anything else in the file is never cleared.
+
+        A tampered or foreign discovery.json must not make us delete another integration's
+        configs (or zigbee2mqtt's bridge), and one invalid topic must not reach the broker link.
+        """
+        listed = (self.registry_file.load() if self.registry_file is not None else {}).get("topics")
+        if not isinstance(listed, list):
+            return set()
+        ours = own_discovery_topic(self.catalog.prefix, self.catalog.node_id)
+        kept = {t for t in listed if isinstance(t, str) and ours.fullmatch(t)}
+        if len(kept) < len(listed):
+            log.warning("%s: ignored %d entries that are not discovery topics of node '%s'",
+                        self.registry_file.path if self.registry_file else REGISTRY_FILE,
+                        len(listed) - len(kept), self.catalog.node_id)
+        return kept
+
+    def _save_registry(self, owned: set[str]) -> None:
+        """The discovery configs we own, for orphan cleanup at the next start (phase two)."""
+        if self.registry_file is not None:
+            self.registry_file.save({"saved_at": iso(datetime.now(UTC)), "topics": sorted(owned)})
+
+    # ------------------------------------------------------------------ publishing
+
+    def send_all(self) -> int:
+        count = 0
+        for topic, payload in discovery.messages(self.catalog):
+            self.link.send(topic, payload, Kind.DISCOVERY)
+            count += 1
+        return count
+
+    async def reconcile(self, executor: Executor, stopping: Callable[[], bool]) -> None:
+        """Publish only changed configs and clear retained configs of ours that are no longer configured."""
+        loop = asyncio.get_running_loop()
+        seen = await loop.run_in_executor(executor, self.reader.read, self.link, RECONCILE_TIMEOUT)
+        if stopping():
+            return
+        ours: set[str] = set()
+        unchanged = 0
+        for topic, payload in discovery.messages(self.catalog):
+            ours.add(topic)
+            if seen is not None and seen.get(topic) == hash(payload):
+                unchanged += 1
+            else:
+                self.link.send(topic, payload, Kind.DISCOVERY)
+        if seen is None:
+            # Phase one only: remember what we published before and no longer own, and clear it
+            # on the next start that sees the broker's whole retained store.
+            log.warning("could not read the broker's retained discovery configs; published all, "
+                        "cleared nothing")
+            self._save_registry(self.registry | ours)
+            self.registry = set()
+            return
+        orphans = sorted((set(seen) | self.registry) - ours)
+        for topic in orphans:
+            self.link.publish(topic, b"", Kind.DISCOVERY)
+        self._save_registry(ours)
+        self.registry = set()
+        log.info("discovery: %d configs (%d unchanged), %d orphaned configs removed",
+                 len(ours), unchanged, len(orphans))
+
+    # ------------------------------------------------------------------ Home Assistant's birth
+
+    def on_birth(self, payload: bytes) -> None:
+        """Debounce HA's birth messages, but re-announce at most 2 × birth_delay after the first.
+
+        Restarting the timer on every birth would let a birth every few seconds postpone the
+        re-announce forever. Call on the event loop.
+        """
+        if not self.enabled or len(payload) > MAX_BIRTH_PAYLOAD or payload.strip().lower() != b"online":
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._announce is None:
+            self._announce_by = now + 2 * self.birth_delay
+        else:
+            self._announce.cancel()
+        at = min(now + random.uniform(0.5, 1.0) * self.birth_delay, self._announce_by)
+        log.info("Home Assistant came online; re-announcing in %.1fs", at - now)
+        self._announce = loop.call_at(at, self._reannounce)
+
+    def _reannounce(self) -> None:
+        self._announce = None
+        sent = self.send_all() if self.enabled else 0
+        sent += self.link.republish((Kind.AVAILABILITY, Kind.STATE, Kind.ATTRIBUTES, Kind.DIAGNOSTIC))
+        log.info("re-announced %d messages to Home Assistant", sent)
+
+    def cancel(self) -> None:
+        if self._announce is not None:
+            self._announce.cancel()
+            self._announce = None

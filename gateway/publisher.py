@@ -1,0 +1,68 @@
+"""The last stage of a run: an Outcome onto the broker, and into the metrics."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from gateway.catalog import SourceSpec
+from gateway.metrics import Metrics
+from gateway.mqtt import Kind, MqttLink
+from gateway.runs import Outcome, availability
+from gateway.store import Store
+
+log = logging.getLogger("gateway.app")
+
+
+class Publisher:
+    """Publishes what the pipeline decided; it decides nothing itself."""
+
+    def __init__(self, link: MqttLink, metrics: Metrics, message_expiry: bool) -> None:
+        self.link = link
+        self.metrics = metrics
+        self.message_expiry = message_expiry
+
+    def expiry(self, spec: SourceSpec) -> int | None:
+        return spec.expire_after if self.message_expiry else None
+
+    def publish(self, spec: SourceSpec, outcome: Outcome) -> bool:
+        """Send the outcome's messages in order (values, diagnostics, availability); True if states went out."""
+        key = spec.key
+        values = outcome.values
+        expiry = self.expiry(spec)
+        self.link.publish_many(values.states, Kind.STATE, expiry)
+        self.link.publish_many(values.attributes, Kind.ATTRIBUTES, expiry)
+        for entity, reason in values.rejected:
+            self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
+            log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
+        self._count(key, outcome)
+        for topic, payload in outcome.diagnostics:
+            self.link.publish(topic, payload, Kind.DIAGNOSTIC)
+        if outcome.online is not None:
+            self.set_available(spec, outcome.online)
+        return bool(values.states)
+
+    def set_available(self, spec: SourceSpec, online: bool) -> None:
+        self.metrics.source_up.labels(source=spec.key).set(1 if online else 0)
+        topic, payload = availability(spec, online)
+        self.link.publish(topic, payload, Kind.AVAILABILITY)
+
+    def _count(self, key: str, outcome: Outcome) -> None:
+        if outcome.result is None:
+            return
+        self.metrics.fetches.labels(source=key, outcome=outcome.result).inc()
+        if outcome.result == "not_modified":
+            self.metrics.not_modified.labels(source=key).inc()
+        if outcome.error_kind is not None:
+            self.metrics.fetch_errors.labels(source=key, kind=outcome.error_kind).inc()
+        if outcome.fetched_at is not None:
+            self.metrics.last_success.labels(source=key).set(outcome.fetched_at.timestamp())
+
+    def heartbeat(self, spec: SourceSpec, store: Store, mono: float, now: datetime) -> None:
+        """Re-send unchanged fresh states; stop keeping stale ones for the next connect."""
+        self.link.publish_many(store.due_for_heartbeat((spec,), mono, now), Kind.STATE, self.expiry(spec))
+        stale = store.stale(spec, now)
+        if stale:
+            self.link.forget([e.state_topic for e in stale], Kind.STATE)
+            self.link.forget([e.attributes_topic for e in stale], Kind.ATTRIBUTES)
+            store.mark_unsent(stale)
