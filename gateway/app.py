@@ -33,7 +33,7 @@ from gateway.metrics import Metrics
 from gateway.mqtt import Kind, MqttLink
 from gateway.payloads import encode_json, iso
 from gateway.persist import StateFile
-from gateway.pipeline import Collected, collect
+from gateway.pipeline import Collected, collect, parse
 from gateway.records import Reading
 from gateway.schedule import cron_trigger, interval_trigger
 from gateway.store import Store
@@ -180,6 +180,10 @@ class Gateway:
             self.save_state()
             if self.http is not None:
                 self.http.stop()
+            # Fetches hanging on upstream would keep the executor's threads, and so the process, alive.
+            self.hosts.close()
+            for source in self.sources.values():
+                source.session.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("gateway stopped")
 
@@ -524,7 +528,7 @@ class Gateway:
         """Parse the last body again: some values change with time alone (expiring warnings)."""
         fetched = state.last_success or now
         try:
-            readings = list(spec.adapter.parse(state.body or b"", state.options or spec.options, now))
+            readings = parse(spec.adapter, state.body or b"", state.options or spec.options, now)
         except SourceError:
             return
         # The body is as old as its fetch: a re-evaluation must not make it look newer.

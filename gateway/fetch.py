@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from gateway import PROJECT_URL, __version__
@@ -136,7 +137,9 @@ class _Watch:
 
 
 def _shut(conn: Any) -> None:
-    sock = getattr(conn, "sock", None)
+    # A response that ends with the connection (Connection: close) is read after http.client
+    # dropped conn.sock, from the socket the connection remembered at connect time.
+    sock = getattr(conn, "sock", None) or getattr(conn, "connected_sock", None)
     if sock is None:
         return
     # The plain socket's shutdown, also for TLS: it wakes a blocked read without tearing down
@@ -183,7 +186,21 @@ class Inflight:
             watch.abort()
 
 
+class _RememberingHTTPConnection(HTTPConnection):
+    connected_sock: socket.socket | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.connected_sock = self.sock
+
+
+class _RememberingHTTPSConnection(HTTPSConnection):
+    connected_sock: socket.socket | None = None
+    connect = _RememberingHTTPConnection.connect  # type: ignore[assignment]
+
+
 class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _RememberingHTTPConnection
     inflight: Inflight | None = None
 
     def _get_conn(self, timeout: float | None = None) -> Any:
@@ -194,6 +211,7 @@ class _WatchedHTTPPool(HTTPConnectionPool):
 
 
 class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _RememberingHTTPSConnection
     inflight: Inflight | None = None
     _get_conn = _WatchedHTTPPool._get_conn
 
