@@ -143,6 +143,10 @@ class Gateway:
             self.save_state()
             if self.http is not None:
                 self.http.stop()
+            # Fetches hanging on upstream would keep the executor's threads, and so the process, alive.
+            self.hosts.close()
+            for source in self.sources.values():
+                source.session.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("gateway stopped")
 

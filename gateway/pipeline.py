@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import requests
 
-from gateway.adapter_api import AdapterOptions
+from gateway.adapter_api import Adapter, AdapterOptions, Lookup
 from gateway.catalog import SourceSpec
+from gateway.errors import ParseError
 from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, fetch
 from gateway.records import Reading
+
+# What an adapter raises when a body has the right shape but unexpected types in it (an object
+# where a string was expected, a list for a dict, a number too large for a float).
+SCHEMA_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError, RecursionError,
+                 UnicodeError)
+MAX_DETAIL = 160
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +44,36 @@ def collect(spec: SourceSpec, session: requests.Session, options: AdapterOptions
     lookup = adapter.lookup
     if lookup is not None and lookup.needed(opts):
         found = fetch(session, lookup.request(opts, base_url), timeout=timeout, max_bytes=max_bytes, policy=policy)
-        opts = opts.model_copy(update=lookup.parse(found.body or b"", opts))
+        opts = parse_lookup(lookup, found.body or b"", opts)
         validators = None
     request = adapter.request(opts, base_url)
     if request is None:
-        return Collected(adapter.info_url, list(adapter.parse(b"", opts, now)), b"", opts, Validators())
+        return Collected(adapter.info_url, parse(adapter, b"", opts, now), b"", opts, Validators())
     response = fetch(session, request, timeout=timeout, validators=validators, max_bytes=max_bytes, policy=policy)
     if response.body is None:
         return Collected(response.url, None, None, opts, validators or Validators())
-    readings = list(adapter.parse(response.body, opts, now))
+    readings = parse(adapter, response.body, opts, now)
     return Collected(response.url, readings, response.body, opts, response.validators)
+
+
+@contextmanager
+def _classified() -> Iterator[None]:
+    """Turn an adapter tripping over an unexpected type into a ParseError instead of a crash."""
+    try:
+        yield
+    except SCHEMA_ERRORS as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        detail = " ".join(detail.split())
+        raise ParseError(detail[:MAX_DETAIL], kind="bad_schema") from None
+
+
+def parse(adapter: Adapter, body: bytes, options: AdapterOptions, now: datetime) -> list[Reading]:
+    """``adapter.parse``, with unexpected types in the body classified as ``bad_schema``."""
+    with _classified():
+        return list(adapter.parse(body, options, now))
+
+
+def parse_lookup(lookup: Lookup, body: bytes, options: AdapterOptions) -> AdapterOptions:
+    """The options completed by a lookup's answer, with unexpected types classified as ``bad_schema``."""
+    with _classified():
+        return options.model_copy(update=lookup.parse(body, options))

@@ -21,7 +21,7 @@ from gateway.checks import check_time, judge
 from gateway.errors import SourceError
 from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, make_session
 from gateway.payloads import encode_value, iso
-from gateway.pipeline import Collected, collect
+from gateway.pipeline import Collected, collect, parse
 from gateway.records import Reading
 from gateway.store import Outgoing, Store
 
@@ -180,7 +180,7 @@ def reevaluate(spec: SourceSpec, state: SourceState, store: Store, now: datetime
     """Parse the last body again: some values change with time alone (expiring warnings)."""
     fetched = state.last_success or now
     try:
-        readings = list(spec.adapter.parse(state.body or b"", state.options or spec.options, now))
+        readings = parse(spec.adapter, state.body or b"", state.options or spec.options, now)
     except SourceError:
         return None
     # The body is as old as its fetch: a re-evaluation must not make it look newer.

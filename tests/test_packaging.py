@@ -442,7 +442,7 @@ def test_dockerignore_keeps_secrets_and_clutter_out_of_the_build_context():
                 continue
             for source in sources:
                 assert not ignored(source.rstrip("/"), patterns), f"{source} is COPYed but dockerignored"
-    for needed in ("gateway/cli.py", "adapters/base.py", "pyproject.toml", "README.md", "topics.yaml"):
+    for needed in ("gateway/cli.py", "gateway/adapter_api.py", "pyproject.toml", "README.md", "topics.yaml"):
         assert not ignored(needed, patterns), needed
     for secret in (".venv/bin/python", ".git/config", ".data/gateway/state.json", "tests/helpers.py",
                    "mosquitto/passwd", "mosquitto/certs/server.key", "gateway/__pycache__/cli.cpython-311.pyc",
