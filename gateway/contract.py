@@ -28,8 +28,9 @@ CONTRACT: tuple[TopicRule, ...] = (
     TopicRule("{base}/gateway/started_at", "publish", True, "ISO 8601 timestamp",
               "When the gateway started (the \"Uptime\" diagnostic entity)."),
     TopicRule("{base}/gateway/refresh", "subscribe", False, "`PRESS`",
-              "Command: fetch every source now (HA's \"Refresh all sources\" button; at most every 10 s; "
-              "retained messages are ignored)."),
+              "Command: fetch the sources that are due now (HA's \"Refresh all sources\" button); a source "
+              "is refetched only if its last run is older than min(interval, max(60 s, interval / 10)); "
+              "retained messages and payloads over 64 bytes are ignored."),
     TopicRule("{base}/{source}/status", "publish", True, "`online` / `offline`",
               "Source availability: `offline` after `failure_threshold` failed fetches in a row, or when "
               "its newest data is older than its `max_age`."),
