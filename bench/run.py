@@ -31,7 +31,8 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from bench.synthetic import readings, synthetic_catalog  # noqa: E402
 from gateway.config import Broker  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
-from gateway.mqtt import Kind, MqttLink  # noqa: E402
+from gateway.mqtt import MqttLink  # noqa: E402
+from gateway.outbox import TopicClass  # noqa: E402
 from gateway.runs import evaluate  # noqa: E402
 from gateway.store import Store  # noqa: E402
 from tests.helpers import FixtureServer, Mosquitto, Subscriber, write_config  # noqa: E402
@@ -51,8 +52,8 @@ def pipeline_round(link: MqttLink, store: Store, spec: Any, count: int, round_: 
     batch = readings(count, round_, now)
     started = time.perf_counter()
     out = evaluate(spec, store, batch, now, "https://example.invalid/bench", time.monotonic())
-    link.publish_many(out.states, Kind.STATE, spec.expire_after)
-    link.publish_many(out.attributes, Kind.ATTRIBUTES, spec.expire_after)
+    link.publish_many(out.states, TopicClass.STATE, spec.expire_after)
+    link.publish_many(out.attributes, TopicClass.ATTRIBUTES, spec.expire_after)
     assert link.flush(300), "broker did not acknowledge"
     return time.perf_counter() - started, len(out)
 

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 from gateway import discovery, topics
 from gateway.catalog import Catalog
-from gateway.mqtt import Kind, MqttLink
+from gateway.mqtt import MqttLink
+from gateway.outbox import TopicClass
 from gateway.payloads import iso
 from gateway.persist import StateFile
 from gateway.retained import RetainedReader
@@ -88,7 +89,7 @@ class Announcer:
     def send_all(self) -> int:
         count = 0
         for topic, payload in discovery.messages(self.catalog):
-            self.link.send(topic, payload, Kind.DISCOVERY)
+            self.link.send(topic, payload, TopicClass.DISCOVERY)
             count += 1
         return count
 
@@ -105,7 +106,7 @@ class Announcer:
             if seen is not None and seen.get(topic) == hash(payload):
                 unchanged += 1
             else:
-                self.link.send(topic, payload, Kind.DISCOVERY)
+                self.link.send(topic, payload, TopicClass.DISCOVERY)
         if seen is None:
             # Phase one only: remember what we published before and no longer own, and clear it
             # on the next start that sees the broker's whole retained store.
@@ -116,7 +117,7 @@ class Announcer:
             return
         orphans = sorted((set(seen) | self.registry) - ours)
         for topic in orphans:
-            self.link.publish(topic, b"", Kind.DISCOVERY)
+            self.link.publish(topic, b"", TopicClass.DISCOVERY)
         self._save_registry(ours)
         self.registry = set()
         log.info("discovery: %d configs (%d unchanged), %d orphaned configs removed",
@@ -145,7 +146,7 @@ class Announcer:
     def _reannounce(self) -> None:
         self._announce = None
         sent = self.send_all() if self.enabled else 0
-        sent += self.link.republish((Kind.AVAILABILITY, Kind.STATE, Kind.ATTRIBUTES, Kind.DIAGNOSTIC))
+        sent += self.link.republish((TopicClass.AVAILABILITY, TopicClass.STATE, TopicClass.ATTRIBUTES, TopicClass.DIAGNOSTIC))
         log.info("re-announced %d messages to Home Assistant", sent)
 
     def cancel(self) -> None:

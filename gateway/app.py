@@ -27,7 +27,8 @@ from gateway.fetch import HostPolicy
 from gateway.http import HttpServer, Route
 from gateway.memory import limit_malloc_arenas, prestart_threads, release_startup_memory, trim_heap
 from gateway.metrics import Metrics
-from gateway.mqtt import Kind, MqttLink
+from gateway.mqtt import MqttLink
+from gateway.outbox import TopicClass
 from gateway.payloads import encode_json, iso
 from gateway.persist import StateFile
 from gateway.pipeline import Collected, collect
@@ -101,7 +102,7 @@ class Gateway:
             return
         restored = self.store.restore(self.catalog.sources.values(), entities, time.monotonic(), datetime.now(UTC))
         for spec, messages in restored:
-            self.link.publish_many(messages, Kind.STATE, self.publisher.expiry(spec))
+            self.link.publish_many(messages, TopicClass.STATE, self.publisher.expiry(spec))
         count = sum(len(m) for _, m in restored)
         if count:
             log.info("restored %d fresh values from %s", count, self.state_file.path)
@@ -162,12 +163,12 @@ class Gateway:
     def _publish_static(self) -> None:
         """Retained messages known before any fetch: info and diagnostic counters."""
         self.link.publish(self.catalog.gateway_info_topic, encode_json(status.info(self.catalog, self.started_at)),
-                          Kind.INFO)
-        self.link.publish(self.catalog.version_topic, __version__.encode(), Kind.INFO)
-        self.link.publish(self.catalog.started_topic, self.started_at.isoformat().encode(), Kind.INFO)
+                          TopicClass.INFO)
+        self.link.publish(self.catalog.version_topic, __version__.encode(), TopicClass.INFO)
+        self.link.publish(self.catalog.started_topic, self.started_at.isoformat().encode(), TopicClass.INFO)
         for key, spec in self.catalog.sources.items():
             self.link.publish(spec.fetch_errors_topic, str(self.sources[key].errors_total).encode(),
-                              Kind.DIAGNOSTIC)
+                              TopicClass.DIAGNOSTIC)
             self.metrics.entities.labels(source=key).set(len(spec.entities))
 
     # ------------------------------------------------------------------ HTTP

@@ -269,7 +269,7 @@ def _discovery(cat: catalog.Catalog) -> int:
 
 
 def _purge(cat: catalog.Catalog, broker: Broker) -> int:
-    from gateway.mqtt import purge
+    from gateway.retained import purge
 
     filters = [f"{cat.base}/#", f"{cat.prefix}/+/{cat.node_id}/+/config"]
     cleared = purge(broker, filters, client_id=f"{cat.node_id}-purge-{os.getpid()}")

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from gateway.catalog import SourceSpec
 from gateway.metrics import Metrics
-from gateway.mqtt import Kind, MqttLink
+from gateway.mqtt import MqttLink
+from gateway.outbox import TopicClass
 from gateway.runs import Outcome, availability
 from gateway.store import Store
 
@@ -30,14 +31,14 @@ class Publisher:
         key = spec.key
         values = outcome.values
         expiry = self.expiry(spec)
-        self.link.publish_many(values.states, Kind.STATE, expiry)
-        self.link.publish_many(values.attributes, Kind.ATTRIBUTES, expiry)
+        self.link.publish_many(values.states, TopicClass.STATE, expiry)
+        self.link.publish_many(values.attributes, TopicClass.ATTRIBUTES, expiry)
         for entity, reason in values.rejected:
             self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
             log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
         self._count(key, outcome)
         for topic, payload in outcome.diagnostics:
-            self.link.publish(topic, payload, Kind.DIAGNOSTIC)
+            self.link.publish(topic, payload, TopicClass.DIAGNOSTIC)
         if outcome.online is not None:
             self.set_available(spec, outcome.online)
         return bool(values.states)
@@ -45,7 +46,7 @@ class Publisher:
     def set_available(self, spec: SourceSpec, online: bool) -> None:
         self.metrics.source_up.labels(source=spec.key).set(1 if online else 0)
         topic, payload = availability(spec, online)
-        self.link.publish(topic, payload, Kind.AVAILABILITY)
+        self.link.publish(topic, payload, TopicClass.AVAILABILITY)
 
     def _count(self, key: str, outcome: Outcome) -> None:
         if outcome.result is None:
@@ -60,9 +61,9 @@ class Publisher:
 
     def heartbeat(self, spec: SourceSpec, store: Store, mono: float, now: datetime) -> None:
         """Re-send unchanged fresh states; stop keeping stale ones for the next connect."""
-        self.link.publish_many(store.due_for_heartbeat((spec,), mono, now), Kind.STATE, self.expiry(spec))
+        self.link.publish_many(store.due_for_heartbeat((spec,), mono, now), TopicClass.STATE, self.expiry(spec))
         stale = store.stale(spec, now)
         if stale:
-            self.link.forget([e.state_topic for e in stale], Kind.STATE)
-            self.link.forget([e.attributes_topic for e in stale], Kind.ATTRIBUTES)
+            self.link.forget([e.state_topic for e in stale], TopicClass.STATE)
+            self.link.forget([e.attributes_topic for e in stale], TopicClass.ATTRIBUTES)
             store.mark_unsent(stale)

@@ -48,13 +48,27 @@ def state_topic(base: str, source: str, entity: str) -> str:
     return check_topic(f"{base}/{source}/{entity}")
 
 
-def attributes_topic(base: str, source: str, entity: str) -> str:
-    return check_topic(f"{base}/{source}/{entity}/{ATTRIBUTES}")
-
-
 def attributes_topic_of(state: str) -> str:
     return f"{state}/{ATTRIBUTES}"
 
 
 def discovery_topic(prefix: str, component: str, node_id: str, object_id: str) -> str:
     return check_topic(f"{prefix}/{component}/{node_id}/{object_id}/config")
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches the MQTT subscription ``topic_filter`` (``+`` one level, ``#`` the rest).
+
+    As the broker decides (MQTT 5, 4.7): ``a/#`` matches ``a`` too, and wildcards at the first
+    level do not match topics that start with ``$``.
+    """
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    levels = topic.split("/")
+    wanted = topic_filter.split("/")
+    for i, part in enumerate(wanted):
+        if part == "#":
+            return i == len(wanted) - 1
+        if i >= len(levels) or (part != "+" and part != levels[i]):
+            return False
+    return len(levels) == len(wanted)

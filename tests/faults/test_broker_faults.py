@@ -9,7 +9,8 @@ import pytest
 
 from gateway.config import Broker
 from gateway.metrics import Metrics
-from gateway.mqtt import Kind, MqttLink
+from gateway.mqtt import MqttLink
+from gateway.outbox import TopicClass
 from tests.helpers import (
     GatewayProcess,
     Mosquitto,
@@ -94,7 +95,7 @@ def test_connection_dropped_during_a_burst(tmp_path: Path):
     try:
         for round_ in range(3):
             for i, topic in enumerate(topics):
-                link.publish(topic, f"{round_}-{i}".encode(), Kind.STATE)
+                link.publish(topic, f"{round_}-{i}".encode(), TopicClass.STATE)
                 if round_ == 1 and i == 2500:
                     broker.stop(kill=True)
                     broker.start()
@@ -122,7 +123,7 @@ def test_batch_larger_than_the_mqtt_packet_id_space(tmp_path: Path):
     try:
         assert link.wait_connected(5)
         count = 70_000
-        link.publish_many(((f"big/e/{i}", str(i).encode()) for i in range(count)), Kind.STATE)
+        link.publish_many(((f"big/e/{i}", str(i).encode()) for i in range(count)), TopicClass.STATE)
         assert link.flush(120)
         sub = Subscriber(broker.port, "big/e/#")
         wait_until(lambda: len(sub.snapshot()) >= count, 60)

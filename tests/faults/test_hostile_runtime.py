@@ -19,7 +19,8 @@ import pytest
 
 from gateway.config import Broker
 from gateway.metrics import Metrics
-from gateway.mqtt import Kind, MqttLink
+from gateway.mqtt import MqttLink
+from gateway.outbox import TopicClass
 from tests.helpers import (
     ROOT,
     FixtureServer,
@@ -156,8 +157,8 @@ def test_mqtt_link_survives_one_bad_message(tmp_path: Path, broker: Mosquitto):
     link = MqttLink(Broker(host="127.0.0.1", port=broker.port), client_id="t-bad", will_topic="t/status",
                     metrics=Metrics())
     good = {f"t/value/{i}": str(i).encode() for i in range(50)}
-    link.publish("bad/+/topic", b"", Kind.DISCOVERY)  # a clear, re-sent first on every connect
-    link.publish_many([*list(good.items())[:25], ("bad/#", b"x"), *list(good.items())[25:]], Kind.STATE)
+    link.publish("bad/+/topic", b"", TopicClass.DISCOVERY)  # a clear, re-sent first on every connect
+    link.publish_many([*list(good.items())[:25], ("bad/#", b"x"), *list(good.items())[25:]], TopicClass.STATE)
     sub = Subscriber(broker.port, "t/value/#")
     link.start()
     try:

@@ -1,0 +1,49 @@
+"""Flow control for QoS 1 publishes: never more unacknowledged messages than paho can number.
+
+paho numbers messages 1..65535; with more unacknowledged messages than that, ids collide and
+paho silently drops messages. A publisher therefore waits once the window is full, except on
+paho's own network thread, which must never block (it is the one that reads the acks).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+MAX_UNACKED = 5_000
+
+
+class AckWindow:
+    """Counts sent and acknowledged messages of one connection."""
+
+    def __init__(self, limit: int = MAX_UNACKED) -> None:
+        self.limit = limit
+        self._sent = 0
+        self._acks = 0
+        self._cond = threading.Condition()
+        self._network_thread: int | None = None
+
+    def on_network_thread(self) -> None:
+        """Called from a paho callback: remembers which thread must never wait."""
+        self._network_thread = threading.get_ident()
+
+    def wait_for_room(self, alive: Callable[[], bool], timeout: float = 60.0) -> None:
+        if self._sent - self._acks < self.limit or threading.get_ident() == self._network_thread:
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: self._sent - self._acks < self.limit // 2 or not alive(), timeout)
+
+    def sent(self) -> None:
+        self._sent += 1  # only publishers write _sent, only the network thread _acks: no lock per message
+
+    def acked(self) -> None:
+        self._acks += 1
+        if self._sent - self._acks < self.limit // 2:
+            with self._cond:
+                self._cond.notify_all()
+
+    def reset(self) -> None:
+        """The connection is gone, and with it whatever was in flight."""
+        with self._cond:
+            self._acks = self._sent
+            self._cond.notify_all()

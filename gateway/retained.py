@@ -1,0 +1,131 @@
+"""Reading the broker's retained messages, and ``purge``, which clears ours.
+
+The broker sends the retained messages matching a new subscription before anything published
+after it, so a marker message of our own, sent after subscribing, tells us the snapshot is
+complete: no fixed sleep, and a read that ends without the marker is known to be incomplete.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from gateway.config import Broker
+from gateway.errors import PublishError
+from gateway.metrics import Metrics
+from gateway.mqtt import MqttLink
+from gateway.outbox import TopicClass
+from gateway.topics import matches
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05  # how often a read looks whether the link dropped
+
+
+class RetainedReader:
+    """Collects the retained messages under ``filters``; one read at a time.
+
+    ``offer`` must see every message the link receives. ``limit`` caps how many topics a read
+    records: beyond it, messages are still consumed but not recorded (and a warning is logged).
+    """
+
+    def __init__(self, filters: Sequence[str], marker: str, limit: int = 1_000_000) -> None:
+        self._filters = tuple(filters)
+        self._marker = marker
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._seen: dict[str, int] | None = None  # None: no read running
+        self._token = b""
+        self._reads = 0
+        self._overflow = False
+        self._done = threading.Event()
+
+    def offer(self, topic: str, payload: bytes, retain: bool) -> bool:
+        """Take one incoming message (any thread); True if it belonged to the reader."""
+        if topic == self._marker:
+            with self._lock:
+                # A marker of an earlier, timed-out read must not end this one.
+                if self._seen is not None and payload == self._token:
+                    self._done.set()
+            return True
+        if not (retain and payload):
+            return False
+        with self._lock:
+            if self._seen is None or not any(matches(f, topic) for f in self._filters):
+                return False
+            if len(self._seen) < self._limit or topic in self._seen:
+                self._seen[topic] = hash(payload)
+            else:
+                self._overflow = True
+        return True
+
+    def read(self, link: MqttLink, timeout: float) -> dict[str, int] | None:
+        """topic -> hash(payload) of the retained messages, or None if the read is incomplete."""
+        with self._lock:
+            self._reads += 1
+            self._token = f"read-{self._reads}".encode()
+            self._seen = {}
+            self._overflow = False
+            self._done.clear()
+        epoch = link.connections
+        subscribed = [self._marker, *self._filters]
+        try:
+            if not link.connected:
+                return None
+            for topic_filter in subscribed:
+                link.subscribe(topic_filter)
+            link.publish(self._marker, self._token, TopicClass.INFO, retain=False)
+            complete = self._wait(link, epoch, timeout)
+        finally:
+            for topic_filter in subscribed:
+                link.unsubscribe(topic_filter)
+            with self._lock:
+                seen, self._seen = self._seen, None
+        if self._overflow:
+            log.warning("more than %d retained topics under %s; read only the first", self._limit,
+                        ", ".join(self._filters))
+        return seen if complete else None
+
+    def _wait(self, link: MqttLink, epoch: int, timeout: float) -> bool:
+        """Wait for the marker on connection ``epoch``; False if it timed out or the link dropped."""
+        deadline = time.monotonic() + timeout
+        while not self._done.wait(POLL_S):
+            if not link.connected or link.connections != epoch or time.monotonic() > deadline:
+                return False
+        return link.connected and link.connections == epoch
+
+
+def purge(broker: Broker, filters: list[str], client_id: str, timeout: float = 10.0) -> list[str]:
+    """Remove every retained message under ``filters``; returns the cleared topics."""
+    reader = RetainedReader(filters, f"{filters[0].split('/')[0]}/gateway/sync/purge-{client_id}")
+    failures: list[tuple[str, bool]] = []
+    settled = threading.Event()
+
+    def failed(reason: str, refused: bool) -> None:
+        failures.append((reason, refused))
+        settled.set()
+
+    # No size limit: a huge retained message under our topics must be found to be cleared.
+    link = MqttLink(broker, client_id=client_id, will_topic=None, metrics=Metrics(), keepalive=30,
+                    max_packet=None, on_connect=lambda first: settled.set(), on_connect_failed=failed,
+                    on_message=reader.offer)
+    link.start()
+    try:
+        settled.wait(timeout)
+        if not link.connected:
+            if failures and not failures[0][1]:
+                raise PublishError(f"cannot reach MQTT broker {broker.host}:{broker.port}: {failures[0][0]}")
+            raise PublishError(f"MQTT broker {broker.host}:{broker.port} did not accept the connection")
+        seen = reader.read(link, timeout)
+        if seen is None:
+            raise PublishError("the broker did not deliver the retained messages in time")
+        cleared = sorted(seen)
+        for topic in cleared:
+            link.send(topic, b"", TopicClass.STATE)
+        if not link.flush(timeout):
+            raise PublishError("the broker did not confirm the cleared topics in time")
+    finally:
+        link.stop()
+    return cleared
