@@ -32,6 +32,8 @@ MAX_SEEN_CONFIGS_EXTRA = 10_000
 # HA's birth is "online"; anything longer is not one, and comparing it after strip() would let
 # "online" + 50 MiB of spaces count.
 MAX_BIRTH_PAYLOAD = 64
+# What HA needs again after its restart; info and discovery are sent separately.
+REANNOUNCED = (TopicClass.AVAILABILITY, TopicClass.STATE, TopicClass.ATTRIBUTES, TopicClass.DIAGNOSTIC)
 
 
 def own_discovery_topic(prefix: str, node_id: str) -> re.Pattern[str]:
@@ -146,7 +148,7 @@ class Announcer:
     def _reannounce(self) -> None:
         self._announce = None
         sent = self.send_all() if self.enabled else 0
-        sent += self.link.republish((TopicClass.AVAILABILITY, TopicClass.STATE, TopicClass.ATTRIBUTES, TopicClass.DIAGNOSTIC))
+        sent += self.link.republish(REANNOUNCED)
         log.info("re-announced %d messages to Home Assistant", sent)
 
     def cancel(self) -> None:
