@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
 import reprlib
 from collections.abc import Callable, Mapping
@@ -37,7 +36,6 @@ from gateway.topics import KEY_RE, RESERVED_ENTITY_KEYS, RESERVED_SOURCE_KEYS, R
 from gateway.zones import check_timezone
 
 DEFAULT_CONFIG = "topics.yaml"
-ENV_PREFIX = "GATEWAY_"
 
 _DURATION_RE = re.compile(r"^\s*(?:([0-9]+(?:\.[0-9]+)?)\s*d)?\s*(?:([0-9]+(?:\.[0-9]+)?)\s*h)?\s*"
                           r"(?:([0-9]+(?:\.[0-9]+)?)\s*m)?\s*(?:([0-9]+(?:\.[0-9]+)?)\s*s)?\s*$")
@@ -658,7 +656,3 @@ def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
         else:
             return best
     return best
-
-
-def env_value(name: str, env: Mapping[str, str] | None = None) -> str | None:
-    return (env if env is not None else os.environ).get(ENV_PREFIX + name)

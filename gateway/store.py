@@ -55,7 +55,6 @@ class Outgoing:
     states: list[tuple[str, bytes]] = field(default_factory=list)
     attributes: list[tuple[str, bytes]] = field(default_factory=list)
     rejected: list[tuple[EntitySpec, str]] = field(default_factory=list)
-    newest_observed: datetime | None = None
 
     def __len__(self) -> int:
         return len(self.states) + len(self.attributes)
@@ -75,7 +74,7 @@ class Store:
         return st
 
     def put(self, source: SourceSpec, entity: EntitySpec, reading: Reading, rejected: str | None,
-            fetched_at: datetime, source_url: str, now: float, out: Outgoing) -> None:
+            fetched_at: datetime, source_url: str, mono: float, out: Outgoing) -> None:
         """Store one reading (already judged: ``rejected`` is the reason, or None) and add what must go out."""
         st = self.state(entity)
         notes: dict[str, Any] = {}
@@ -98,12 +97,10 @@ class Store:
             fresh = (fetched_at - reading.observed_at).total_seconds() <= source.max_age
             # An unchanged value is re-sent for the heartbeat only while it is fresh: old data
             # must never look current (a re-evaluated body keeps its old observed_at).
-            if text != st.text or (fresh and now - st.published >= self.heartbeat):
+            if text != st.text or (fresh and mono - st.published >= self.heartbeat):
                 st.text = text
-                st.published = now
+                st.published = mono
                 out.states.append((entity.state_topic, text.encode()))
-        if st.observed_at is not None and (out.newest_observed is None or st.observed_at > out.newest_observed):
-            out.newest_observed = st.observed_at
         attrs: dict[str, Any] = {
             "observed_at": iso(st.observed_at),
             "station": reading.station.as_dict() if reading.station else None,
@@ -123,8 +120,8 @@ class Store:
             # fetched_at changes on every fetch, so it stays out of the digest; spliced in, not re-encoded.
             out.attributes.append((entity.attributes_topic, encoded[:-1] + fetched_suffix(fetched_at)))
 
-    def due_for_heartbeat(self, sources: Iterable[SourceSpec], now: float,
-                          wall: datetime) -> list[tuple[str, bytes]]:
+    def due_for_heartbeat(self, sources: Iterable[SourceSpec], mono: float,
+                          now: datetime) -> list[tuple[str, bytes]]:
         """States unchanged for a heartbeat interval whose data is still fresh: send them again."""
         out: list[tuple[str, bytes]] = []
         for source in sources:
@@ -133,17 +130,17 @@ class Store:
                 st = self.entities.get(entity.state_topic)
                 if st is None or st.text is None or st.observed_at is None:
                     continue
-                if now - st.published >= self.heartbeat and wall - st.observed_at <= max_age:
-                    st.published = now
+                if mono - st.published >= self.heartbeat and now - st.observed_at <= max_age:
+                    st.published = mono
                     out.append((entity.state_topic, st.text.encode()))
         return out
 
-    def stale(self, source: SourceSpec, wall: datetime) -> list[EntitySpec]:
+    def stale(self, source: SourceSpec, now: datetime) -> list[EntitySpec]:
         """Entities whose shown value is older than the source's max_age."""
         max_age = timedelta(seconds=source.max_age)
         return [e for e in source.entities
                 if (st := self.entities.get(e.state_topic)) is not None and st.observed_at is not None
-                and wall - st.observed_at > max_age]
+                and now - st.observed_at > max_age]
 
     def dump(self, sources: Iterable[SourceSpec]) -> dict[str, list[Any]]:
         """The shown values by unique_id (stable across topic roots), for the data directory."""
@@ -156,8 +153,8 @@ class Store:
                                              st.missing_since.isoformat() if st.missing_since else None]
         return out
 
-    def restore(self, sources: Iterable[SourceSpec], saved: dict[str, Any], now: float,
-                wall: datetime) -> list[tuple[SourceSpec, list[tuple[str, bytes]]]]:
+    def restore(self, sources: Iterable[SourceSpec], saved: dict[str, Any], mono: float,
+                now: datetime) -> list[tuple[SourceSpec, list[tuple[str, bytes]]]]:
         """Load saved values of configured entities; returns the fresh ones to put back on the broker.
 
         The data directory is trusted no more than upstream: a saved value must pass the checks a
@@ -168,13 +165,13 @@ class Store:
             max_age = timedelta(seconds=source.max_age)
             fresh: list[tuple[str, bytes]] = []
             for entity in source.entities:
-                row = restored_row(saved.get(entity.unique_id), entity, wall)
+                row = restored_row(saved.get(entity.unique_id), entity, now)
                 if row is None:
                     continue
                 st = self.state(entity)
                 st.text, st.number, st.observed_at, st.missing_since = row
-                if wall - row[2] <= max_age:
-                    st.published = now
+                if now - row[2] <= max_age:
+                    st.published = mono
                     fresh.append((entity.state_topic, row[0].encode()))
             if fresh:
                 out.append((source, fresh))
@@ -196,7 +193,7 @@ class Store:
 Restored = tuple[str, float | None, datetime, datetime | None]
 
 
-def _saved_time(raw: object, wall: datetime) -> datetime | None:
+def _saved_time(raw: object, now: datetime) -> datetime | None:
     """A saved timestamp, if it is one the gateway would have accepted (aware, not in the future)."""
     if not isinstance(raw, str) or len(raw) > 40:
         return None
@@ -204,10 +201,10 @@ def _saved_time(raw: object, wall: datetime) -> datetime | None:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         return None
-    return moment if check_time(moment, wall) is None else None
+    return moment if check_time(moment, now) is None else None
 
 
-def restored_row(row: object, entity: EntitySpec, wall: datetime) -> Restored | None:
+def restored_row(row: object, entity: EntitySpec, now: datetime) -> Restored | None:
     """One saved ``[text, number, observed_at, missing_since]`` row, checked like a fresh reading."""
     if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], str):
         return None
@@ -226,7 +223,7 @@ def restored_row(row: object, entity: EntitySpec, wall: datetime) -> Restored | 
         return None
     if check(number if number is not None else text, entity.measurement) is not None:
         return None
-    observed = _saved_time(row[2], wall)
+    observed = _saved_time(row[2], now)
     if observed is None:
         return None
-    return text, number, observed, _saved_time(row[3], wall)
+    return text, number, observed, _saved_time(row[3], now)

@@ -7,8 +7,9 @@ import copy
 import pytest
 
 from adapters import ADAPTERS
-from gateway import catalog, discovery, ha
+from gateway import catalog, discovery
 from gateway.config import load
+from tests import ha_rules
 from tests.helpers import ROOT
 
 
@@ -24,7 +25,7 @@ def configs(cat: catalog.Catalog) -> dict[str, dict]:
 
 def test_every_payload_passes_ha_rules(configs: dict[str, dict]):
     for topic, payload in configs.items():
-        assert ha.validate_discovery(topic, payload) == [], topic
+        assert ha_rules.validate_discovery(topic, payload) == [], topic
 
 
 def test_one_config_per_entity_plus_diagnostics(cat: catalog.Catalog, configs: dict[str, dict]):
@@ -124,10 +125,10 @@ def test_validator_catches_broken_payloads(configs: dict[str, dict], change, pro
     topic = "homeassistant/sensor/soest/soest_brightsky_temperature/config"
     payload = copy.deepcopy(configs[topic])
     change(payload)
-    problems = ha.validate_discovery(topic, payload)
+    problems = ha_rules.validate_discovery(topic, payload)
     assert any(problem in p for p in problems), problems
 
 
 def test_validator_rejects_bad_topic(configs: dict[str, dict]):
     payload = configs["homeassistant/sensor/soest/soest_brightsky_temperature/config"]
-    assert ha.validate_discovery("homeassistant/sensor/so.est/soest_brightsky_temperature/config", payload)
+    assert ha_rules.validate_discovery("homeassistant/sensor/so.est/soest_brightsky_temperature/config", payload)

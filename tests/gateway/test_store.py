@@ -44,11 +44,11 @@ def test_change_detection_and_heartbeat(source):
 def test_heartbeat_skips_stale_data(source):
     store = Store(heartbeat=60)
     evaluate(source, store, [Reading("temperature", 21.0, T0)], T0, "u", mono=0)
-    assert store.due_for_heartbeat([source], now=30, wall=T0) == []
-    assert store.due_for_heartbeat([source], now=61, wall=T0 + timedelta(minutes=5)) == [
+    assert store.due_for_heartbeat([source], mono=30, now=T0) == []
+    assert store.due_for_heartbeat([source], mono=61, now=T0 + timedelta(minutes=5)) == [
         ("soest/brightsky/temperature", b"21")]
     # max_age is 2 h: older data is never re-sent as if it were fresh.
-    assert store.due_for_heartbeat([source], now=200, wall=T0 + timedelta(hours=3)) == []
+    assert store.due_for_heartbeat([source], mono=200, now=T0 + timedelta(hours=3)) == []
 
 
 def test_null_keeps_last_value_and_notes_it(source):
@@ -122,7 +122,7 @@ def test_restored_stale_values_are_sent_again_once_fresh(source):
     store = Store(heartbeat=900)
     now_wall = T0 + timedelta(hours=5)
     saved = {"soest_brightsky_temperature": ["21", 21.0, T0.isoformat(), None]}
-    assert store.restore([source], saved, now=100, wall=now_wall) == []  # too old to put back
+    assert store.restore([source], saved, mono=100, now=now_wall) == []  # too old to put back
     # The same value, freshly observed, goes out at once: the broker no longer holds it.
     out = evaluate(source, store, [Reading("temperature", 21.0, now_wall)], now_wall, "u", mono=101)
     assert states(out) == {"soest/brightsky/temperature": "21"}
@@ -177,7 +177,7 @@ def test_naive_timestamp_is_rejected_not_a_crash(source):
 def test_restored_future_observed_at_is_dropped(source):
     store = Store(heartbeat=900)
     saved = {"soest_brightsky_temperature": ["21", 21.0, "2126-01-01T00:00:00+00:00", None]}
-    assert store.restore([source], saved, now=0, wall=T0) == []
+    assert store.restore([source], saved, mono=0, now=T0) == []
     assert store.newest_observed(source) is None
     assert "soest/brightsky/temperature" not in store.entities
 
@@ -192,7 +192,7 @@ def test_restored_future_observed_at_is_dropped(source):
 ], ids=["empty", "blank", "long", "range", "mismatch", "bool"])
 def test_restored_values_pass_the_fresh_checks(source, row):
     store = Store(heartbeat=900)
-    assert store.restore([source], {"soest_brightsky_temperature": row}, now=0, wall=T0) == []
+    assert store.restore([source], {"soest_brightsky_temperature": row}, mono=0, now=T0) == []
     assert "soest/brightsky/temperature" not in store.entities
 
 
@@ -204,17 +204,17 @@ def test_restored_option_and_binary_values_are_checked():
     store = Store(heartbeat=900)
     saved = {with_options.unique_id: ["not-an-option", None, T0.isoformat(), None],
              binary.unique_id: ["MAYBE", None, T0.isoformat(), None]}
-    assert store.restore(sources, saved, now=0, wall=T0) == []
+    assert store.restore(sources, saved, mono=0, now=T0) == []
     good = {with_options.unique_id: [with_options.measurement.options[0], None, T0.isoformat(), None],
             binary.unique_id: ["ON", None, T0.isoformat(), None]}
-    restored = {t for _, msgs in store.restore(sources, good, now=0, wall=T0) for t, _ in msgs}
+    restored = {t for _, msgs in store.restore(sources, good, mono=0, now=T0) for t, _ in msgs}
     assert restored == {with_options.state_topic, binary.state_topic}
 
 
 def test_restored_good_value_comes_back(source):
     store = Store(heartbeat=900)
     saved = {"soest_brightsky_temperature": ["21.5", 21.5, T0.isoformat(), "2126-01-01T00:00:00+00:00"]}
-    assert store.restore([source], saved, now=0, wall=T0 + timedelta(minutes=5)) == [
+    assert store.restore([source], saved, mono=0, now=T0 + timedelta(minutes=5)) == [
         (source, [("soest/brightsky/temperature", b"21.5")])]
     st = store.entities["soest/brightsky/temperature"]
     assert st.missing_since is None  # a future "missing since" is no more trusted than a future value

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from adapters import ADAPTERS
-from gateway import catalog, contract, discovery, ha
+from gateway import catalog, contract, discovery
 from gateway.config import load
+from tests import ha_rules
 from tests.helpers import (
     FILTERS,
     FIXTURES,
@@ -95,7 +96,7 @@ def test_whole_topic_tree(config: Path, broker: Mosquitto, gateway: GatewayProce
         assert payload not in (b"None", b"null", b""), topic
         assert contract.match(topic, "soest", "homeassistant") is not None, topic
         if topic.endswith("/config"):
-            problems = ha.validate_discovery(topic, json.loads(payload))
+            problems = ha_rules.validate_discovery(topic, json.loads(payload))
             assert problems == [], (topic, problems)
     config_payload = json.loads(tree["homeassistant/sensor/soest/soest_brightsky_temperature/config"])
     assert config_payload["unique_id"] == "soest_brightsky_temperature"
