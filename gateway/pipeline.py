@@ -12,7 +12,7 @@ import requests
 from gateway.adapter_api import Adapter, AdapterOptions, Lookup
 from gateway.catalog import SourceSpec
 from gateway.errors import ParseError
-from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, fetch
+from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, clean, fetch
 from gateway.records import Reading
 
 # What an adapter raises when a body has the right shape but unexpected types in it (an object
@@ -62,9 +62,8 @@ def _classified() -> Iterator[None]:
     try:
         yield
     except SCHEMA_ERRORS as exc:
-        detail = f"{type(exc).__name__}: {exc}"
-        detail = " ".join(detail.split())
-        raise ParseError(detail[:MAX_DETAIL], kind="bad_schema") from None
+        # The message may quote upstream text: one clipped line without control characters.
+        raise ParseError(clean(f"{type(exc).__name__}: {exc}", MAX_DETAIL), kind="bad_schema") from None
 
 
 def parse(adapter: Adapter, body: bytes, options: AdapterOptions, now: datetime) -> list[Reading]:
