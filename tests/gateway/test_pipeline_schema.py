@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from adapters import ADAPTERS
 from gateway import catalog
 from gateway.config import load
 from gateway.errors import ParseError
@@ -40,7 +41,7 @@ EDITS = {
 
 @pytest.mark.parametrize("edit", list(EDITS.values()), ids=list(EDITS))
 def test_collect_classifies_unexpected_types(tmp_path: Path, upstream, edit):
-    spec = catalog.build(load(brightsky_config(tmp_path / "t.yaml", upstream))).sources["brightsky"]
+    spec = catalog.build(load(brightsky_config(tmp_path / "t.yaml", upstream)), ADAPTERS).sources["brightsky"]
     doc = json.loads((FIXTURES / "brightsky" / "normal.json").read_text())
     edit(doc)
     upstream.serve("/current_weather", doc)
