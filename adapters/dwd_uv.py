@@ -20,7 +20,7 @@ RISK_FLOORS: tuple[tuple[int, str], ...] = ((11, "extreme"), (8, "very_high"), (
                                             (0, "low"))
 FIELDS = frozenset(UV_FIELDS) | {"risk_today"}
 # Positions of the cities near Soest, from an NRW script that maps districts to uvi.json cities
-# (sources.md §3.3). Other cities are published without a distance.
+# (an inferred list, not DWD's). Other cities are published without a distance.
 CITY_POSITIONS: dict[str, tuple[float, float]] = {
     "Kahler Asten": (51.180, 8.490),
     "Düsseldorf": (51.221, 6.776),

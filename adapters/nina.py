@@ -12,7 +12,7 @@ from gateway import adapter_api as api
 # Lowest first; "unknown" (NINA sends it, e.g. for flood messages) still means "there is a warning".
 SEVERITIES = ("none", "unknown", "minor", "moderate", "severe", "extreme")
 KNOWN_SEVERITY = api.one_of(SEVERITIES[2:])
-# Our warning attribute -> dotted path in a dashboard item [C: bundesAPI/nina-api openapi.yaml], in
+# Our warning attribute -> dotted path in a dashboard item (the OpenAPI spec of github.com/bundesAPI/nina-api), in
 # the order the attributes list them.
 ITEM: dict[str, str] = {"id": "id", "provider": "payload.data.provider", "severity": "payload.data.severity",
                         "msg_type": "payload.data.msgType", "headline": "i18nTitle.de", "sent": "sent",

@@ -10,7 +10,7 @@ from pydantic import Field
 from gateway import adapter_api as api
 
 # Our field (the alias the user chose) -> Datastream name on the server. The defaults follow the
-# CONSTRUCTED example in sources.md §2.3 [I]; every real deployment sets its own.
+# a constructed example, not a documented server; every real deployment sets its own.
 DEFAULT_DATASTREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Lufttemperatur"}
 # One request: the first matching Thing, its Locations and each Datastream's newest Observation.
 EXPAND = "Locations,Datastreams($expand=Observations($orderby=phenomenonTime desc;$top=1))"
