@@ -30,8 +30,11 @@ ZONE = ZoneInfo("Europe/Berlin")
 FRESHEN = {
     "dwd_uv": ("2026-06-21", "2026-06-22"),
     "dwd_pollen": ("2026-04-10", "2026-04-11"),
-    "uba_air": ("2025-06-21",),
 }
+# UBA's hourly means are local "YYYY-MM-DD HH:MM:SS"; the newest (13:00-14:00) is half an hour old
+# at this moment, so every time in the file moves by (now local - this moment), to the hour.
+UBA_MOMENT = datetime(2025, 6, 21, 14, 30)
+UBA_TIMES = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 # Observation timestamps become "now".
 STAMPED = {"brightsky", "sensor_community", "pegelonline"}
 # Values that depend on the time of day (warnings that start and expire, a 3-hour look-ahead):
@@ -64,6 +67,11 @@ def freshened(adapter: str, body: bytes) -> bytes:
         moment, pattern = SHIFTED[adapter]
         delta = timedelta(minutes=round((now - moment).total_seconds() / 60))
         return pattern.sub(lambda m: _shifted(m.group(), delta), body)
+    if adapter == "uba_air":
+        local = now.astimezone(ZONE).replace(tzinfo=None)
+        delta = timedelta(hours=round((local - UBA_MOMENT).total_seconds() / 3600))
+        return UBA_TIMES.sub(lambda m: (datetime.strptime(m.group().decode(), "%Y-%m-%d %H:%M:%S") + delta)
+                             .strftime("%Y-%m-%d %H:%M:%S").encode(), body)
     if adapter == "waste_calendar":
         days = timedelta(days=(now.astimezone(ZONE).date() - WASTE_TODAY).days)
         return ICS_DATES.sub(lambda m: m.group(1) + (datetime.strptime(m.group(2).decode(), "%Y%m%d") + days)

@@ -199,18 +199,18 @@ def test_orphans_are_cleared_and_unchanged_configs_not_resent(tmp_path: Path, br
         del data["sources"]["brightsky"]["entities"]["dew_point"]
 
     cfg2 = write_config(tmp_path / "t2.yaml", upstream.url, edit=drop_dew_point)
-    sub = Subscriber(broker.port, "homeassistant/#", "soest/brightsky/last_fetch", live=True)
+    sub = Subscriber(broker.port, "homeassistant/#", "soest/sun/last_fetch", live=True)
     start = barrier(sub, broker.port, topic="homeassistant/test/barrier") + 1
     proc = GatewayProcess(cfg2, broker.port)
     try:
         gone = "homeassistant/sensor/soest/soest_brightsky_dew_point/config"
         sub.wait_for(gone, b"", timeout=10, after=start)
-        # Positive marker: once the start-up publishing is done, a refresh makes the gateway fetch
-        # and publish last_fetch again; its own messages arrive in order, so every config it sent
-        # at start has arrived before that second last_fetch.
+        # Positive marker: once the start-up publishing is done, a refresh makes the gateway run the
+        # sun (always due: no upstream) and publish its last_fetch again; its own messages arrive in
+        # order, so every config it sent at start has arrived before that second last_fetch.
         wait_until(lambda: "published" in proc.log.split("discovery:", 1)[-1], 10)
         publish(broker.port, "soest/gateway/refresh", "PRESS")
-        wait_until(lambda: len([m for m in sub.snapshot()[start:] if m.topic == "soest/brightsky/last_fetch"]) >= 2,
+        wait_until(lambda: len([m for m in sub.snapshot()[start:] if m.topic == "soest/sun/last_fetch"]) >= 2,
                    15)
         sent = [m.topic for m in sub.snapshot()[start:] if m.payload and m.topic.startswith("homeassistant/")]
         assert sent == [], sent  # every remaining config was already on the broker, unchanged

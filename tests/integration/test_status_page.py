@@ -47,18 +47,31 @@ def status(port: int) -> dict:
     return json.loads(body) if code == 200 else {}
 
 
-@pytest.fixture
-def running(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer):
+def start(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer, **brightsky: object):
     upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json"))
 
     def edit(data: dict) -> None:
         data["sources"] = {k: v for k, v in data["sources"].items() if k in ("brightsky", "sun")}
-        data["sources"]["brightsky"].update(failure_threshold=1)
+        data["sources"]["brightsky"].update(failure_threshold=1, **brightsky)
 
     cfg = write_config(tmp_path / "t.yaml", upstream.url, edit=edit)
     port = free_port()
     proc = GatewayProcess(cfg, broker.port, env={"GATEWAY_HTTP_PORT": str(port)})
     wait_until(lambda: status(port).get("sources", {}).get("brightsky", {}).get("status") == "online", 15)
+    return port, proc
+
+
+@pytest.fixture
+def running(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer):
+    port, proc = start(tmp_path, broker, upstream)
+    yield port, proc
+    proc.terminate()
+
+
+@pytest.fixture
+def running_fast(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer):
+    """Bright Sky every 2 s, so a failure shows without a refresh (which is rate-limited per source)."""
+    port, proc = start(tmp_path, broker, upstream, every="2s")
     yield port, proc
     proc.terminate()
 
@@ -100,12 +113,15 @@ def test_api_status_and_readiness(running, broker: Mosquitto):
     wait_until(lambda: get(port, "/readyz")[0] == 200, 10)
 
 
-def test_refresh_button_fetches_now(running, broker: Mosquitto, upstream: FixtureServer):
+def test_refresh_button_fetches_due_sources_now(running, broker: Mosquitto, upstream: FixtureServer):
+    """A press runs the sun (no upstream to spare) now, but not Bright Sky, fetched moments ago."""
     _, proc = running
     before = len(upstream.requests)
     publish(broker.port, "soest/gateway/refresh", "PRESS")
-    wait_until(lambda: len(upstream.requests) > before, 10)
-    assert "refreshing all sources now" in proc.log
+    # Positive marker: the press's own log line, written after it has rescheduled what is due.
+    line = wait_until(lambda: next((r for r in proc.log.splitlines() if "refresh: fetching" in r), None), 10)
+    assert "fetching 1 of 2 sources now (sun); fetched too recently: brightsky" in line
+    assert len(upstream.requests) == before
 
 
 def test_a_retained_press_does_not_refresh_at_start(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer):
@@ -120,22 +136,22 @@ def test_a_retained_press_does_not_refresh_at_start(tmp_path: Path, broker: Mosq
         # it logs "discovery: ..." only after the marker came back. refresh_all() logs before it
         # returns, so by then a refresh for the retained press would be in the log.
         wait_until(lambda: "discovery:" in proc.log, 10)
-        assert "refreshing all sources now" not in proc.log
-        assert "refresh ignored" not in proc.log
-        # The button itself works: a live press refreshes (and is not locked out by the retained one).
+        assert "refresh: fetching" not in proc.log
+        # The button itself works: a live press is handled (and not locked out by the retained
+        # one); it runs the sun, and leaves Bright Sky, fetched moments ago, alone.
         publish(broker.port, "soest/gateway/refresh", "PRESS")
-        wait_until(lambda: len(upstream.requests) >= 2, 10)
-        assert proc.log.count("refreshing all sources now") == 1
-        assert "refresh ignored" not in proc.log
-        assert len(upstream.requests) == 2  # the first scheduled fetch and the live press
+        wait_until(lambda: "refresh: fetching" in proc.log, 10)
+        assert proc.log.count("refresh: fetching") == 1
+        assert "fetched too recently: brightsky" in proc.log
+        assert len(upstream.requests) == 1  # only the first scheduled fetch
     finally:
         sub.close()
         proc.terminate()
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium is not installed")
-def test_status_page_in_headless_chromium(running, tmp_path: Path, upstream: FixtureServer, broker: Mosquitto):
-    port, _ = running
+def test_status_page_in_headless_chromium(running_fast, tmp_path: Path, upstream: FixtureServer, broker: Mosquitto):
+    port, _ = running_fast
     url = f"http://127.0.0.1:{port}/"
     ARTIFACTS.mkdir(exist_ok=True)
     dom = chromium_dom(url, tmp_path / "profile", ARTIFACTS / "status-page.png")
@@ -146,7 +162,6 @@ def test_status_page_in_headless_chromium(running, tmp_path: Path, upstream: Fix
     assert (ARTIFACTS / "status-page.png").stat().st_size > 1000
 
     upstream.serve("/current_weather", "upstream down", status=503)
-    publish(broker.port, "soest/gateway/refresh", "PRESS")
     wait_until(lambda: status(port)["sources"]["brightsky"]["status"] == "offline", 15)
     dom = chromium_dom(url, tmp_path / "profile2", ARTIFACTS / "status-page-failing.png")
     assert 'id="source-brightsky" data-status="offline"' in dom
