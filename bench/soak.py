@@ -176,6 +176,8 @@ def main() -> int:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
+    # The gateway's whole log, so that a traceback counted above can be read afterwards.
+    args.json.with_suffix(".log").write_text(proc.log)
     width = max(len(k) for k in result)
     for key, value in result.items():
         if key not in ("rss_samples_kib", "thread_samples"):
