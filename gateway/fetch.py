@@ -186,34 +186,42 @@ class Inflight:
             watch.abort()
 
 
-class _RememberingHTTPConnection(HTTPConnection):
+class _Remembering:
+    """Keeps the socket after connect: http.client drops ``sock`` after a ``Connection: close`` reply."""
+
     connected_sock: socket.socket | None = None
 
     def connect(self) -> None:
-        super().connect()
-        self.connected_sock = self.sock
+        super().connect()  # type: ignore[misc]
+        self.connected_sock = self.sock  # type: ignore[attr-defined]
 
 
-class _RememberingHTTPSConnection(HTTPSConnection):
-    connected_sock: socket.socket | None = None
-    connect = _RememberingHTTPConnection.connect  # type: ignore[assignment]
+class _RememberingHTTPConnection(_Remembering, HTTPConnection):
+    pass
 
 
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _RememberingHTTPConnection
+class _RememberingHTTPSConnection(_Remembering, HTTPSConnection):
+    pass
+
+
+class _Watched:
+    """A connection pool that reports each connection it hands out to ``inflight``."""
+
     inflight: Inflight | None = None
 
     def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
         if self.inflight is not None:
             self.inflight.attach(conn)
         return conn
 
 
-class _WatchedHTTPSPool(HTTPSConnectionPool):
+class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+    ConnectionCls = _RememberingHTTPConnection
+
+
+class _WatchedHTTPSPool(_Watched, HTTPSConnectionPool):
     ConnectionCls = _RememberingHTTPSConnection
-    inflight: Inflight | None = None
-    _get_conn = _WatchedHTTPPool._get_conn
 
 
 class _WatchedAdapter(HTTPAdapter):
