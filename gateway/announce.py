@@ -101,6 +101,12 @@ class Announcer:
         seen = await loop.run_in_executor(executor, self.reader.read, self.link, RECONCILE_TIMEOUT)
         if stopping():
             return
+        problem = self.reader.problem
+        if seen == {} and self.registry:
+            # Configs we published last time are not there: the broker lost its store, or it does not
+            # deliver retained messages to wildcard subscriptions. Either way, clearing would be guesswork.
+            problem = f"the broker returned none of the {len(self.registry)} discovery configs published before"
+            seen = None
         ours: set[str] = set()
         unchanged = 0
         for topic, payload in discovery.messages(self.catalog):
@@ -112,8 +118,8 @@ class Announcer:
         if seen is None:
             # Phase one only: remember what we published before and no longer own, and clear it
             # on the next start that sees the broker's whole retained store.
-            log.warning("could not read the broker's retained discovery configs; published all, "
-                        "cleared nothing")
+            log.warning("could not read the broker's retained discovery configs (%s); published all, "
+                        "cleared no orphans", problem)
             self._save_registry(self.registry | ours)
             self.registry = set()
             return

@@ -71,6 +71,7 @@ class Gateway:
         self._first_connect_done = False
         self._stopping = False
         self._dirty = False
+        self._info_mqtt: dict[str, str] | None = None
         mqtt = self.settings.mqtt
         self.link = MqttLink(
             broker,
@@ -162,14 +163,18 @@ class Gateway:
 
     def _publish_static(self) -> None:
         """Retained messages known before any fetch: info and diagnostic counters."""
-        self.link.publish(self.catalog.gateway_info_topic, encode_json(status.info(self.catalog, self.started_at)),
-                          TopicClass.INFO)
+        self._publish_info()
         self.link.publish(self.catalog.version_topic, __version__.encode(), TopicClass.INFO)
         self.link.publish(self.catalog.started_topic, self.started_at.isoformat().encode(), TopicClass.INFO)
         for key, spec in self.catalog.sources.items():
             self.link.publish(spec.fetch_errors_topic, str(self.sources[key].errors_total).encode(),
                               TopicClass.DIAGNOSTIC)
             self.metrics.entities.labels(source=key).set(len(spec.entities))
+
+    def _publish_info(self, mqtt: dict[str, str] | None = None) -> None:
+        self._info_mqtt = mqtt
+        self.link.publish(self.catalog.gateway_info_topic,
+                          encode_json(status.info(self.catalog, self.started_at, mqtt)), TopicClass.INFO)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -209,6 +214,10 @@ class Gateway:
     async def _on_connect(self) -> None:
         first = not self._first_connect_done
         self._first_connect_done = True
+        host, port = self.link.address
+        mqtt = {"protocol": self.link.protocol, "node": f"{host}:{port}"}
+        if mqtt != self._info_mqtt:  # replaces the kept copy, so the republish below skips it
+            self._publish_info(mqtt)
         if self.settings.mqtt.discovery:
             if first:
                 # Changed configs went out during reconciliation; unchanged ones are on the broker.

@@ -309,6 +309,44 @@ def check_host(value: object) -> str:
     return value
 
 
+def split_endpoint(item: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port); assumes check_hosts passed."""
+    item = item.strip()
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if item.count(":") == 1:
+        host, port = item.split(":")
+        return host, int(port)
+    return item, default_port  # a bare IPv6 address has several colons
+
+
+def check_hosts(value: object) -> str:
+    """One or more ``host[:port]`` separated by commas, or ValueError saying what is wrong."""
+    if not isinstance(value, str) or not value.strip() or ("," not in value and ":" not in value):
+        return check_host(value)
+    items = value.split(",")
+    if len(items) > MAX_BROKER_HOSTS:
+        raise ValueError(f"{len(items)} hosts given; at most {MAX_BROKER_HOSTS}")
+    for raw in items:
+        item = raw.strip()
+        host, port = item, None
+        if item.startswith("["):
+            host, close, rest = item[1:].partition("]")
+            if not close or (rest and not rest.startswith(":")):
+                raise ValueError(f"{echo(item)} is not [IPv6 address] or [IPv6 address]:port")
+            port = rest[1:] if rest else None
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        if port is not None and not (_DIGITS_RE.match(port) and 1 <= int(port) <= 65535):
+            raise ValueError(f"{echo(item)}: {echo(port)} is not a port number (1-65535); "
+                             "use host or host:port, separated by commas")
+        if not host:
+            raise ValueError(f"{echo(value)} has an empty host; use host or host:port, separated by commas")
+        check_host(host)
+    return value
+
+
 def check_port(value: object, origin: str) -> object:
     """An ASCII port number as text stays text for pydantic; anything else digit-like is refused."""
     if isinstance(value, str) and not _DIGITS_RE.match(value.strip()):
@@ -316,11 +354,20 @@ def check_port(value: object, origin: str) -> object:
     return value
 
 
-class Broker(_Model):
-    """Where and how to connect to MQTT; from GATEWAY_MQTT_* variables and CLI flags."""
+MQTT_PROTOCOLS = ("auto", "5", "3.1.1")
+MAX_BROKER_HOSTS = 16
 
-    host: Annotated[str, BeforeValidator(check_host)] = "127.0.0.1"
+
+class Broker(_Model):
+    """Where and how to connect to MQTT; from GATEWAY_MQTT_* variables and CLI flags.
+
+    ``host`` may list several nodes of one cluster, ``host[:port]`` separated by commas; a node
+    without a port uses ``port``. The gateway moves to the next node when one is lost.
+    """
+
+    host: Annotated[str, BeforeValidator(check_hosts)] = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
     username: str | None = None
     password: SecretStr | None = None
     tls: bool = False
@@ -345,10 +392,21 @@ class Broker(_Model):
     def use_tls(self) -> bool:
         return self.tls or self.tls_ca is not None or self.tls_cert is not None or self.tls_insecure
 
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        """The nodes to connect to, in the order given."""
+        return [split_endpoint(item, self.port) for item in self.host.split(",")]
+
+    @property
+    def address(self) -> str:
+        """host:port of every node, for messages."""
+        return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.endpoints)
+
 
 BROKER_ENV = {
     "host": "GATEWAY_MQTT_HOST",
     "port": "GATEWAY_MQTT_PORT",
+    "protocol": "GATEWAY_MQTT_PROTOCOL",
     "username": "GATEWAY_MQTT_USERNAME",
     "password": "GATEWAY_MQTT_PASSWORD",
     "password_file": "GATEWAY_MQTT_PASSWORD_FILE",

@@ -1,6 +1,7 @@
 """The broker connection: the only module that imports paho-mqtt.
 
-One long-lived MQTT 5 session, with a Last Will when there is a status topic. A thread of ours
+One long-lived session (MQTT 5, or 3.1.1 where the broker speaks only that), with a Last Will
+when there is a status topic. A thread of ours
 runs paho's network loop and reconnects with capped exponential backoff and jitter. Retained
 messages go through the outbox (gateway.outbox), so nothing queues up while the broker is away:
 on every connect the whole retained tree is sent again, because the broker may have lost it.
@@ -12,7 +13,9 @@ import logging
 import random
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -38,10 +41,22 @@ MAX_INCOMING_PACKET = 64 * 1024
 MAX_INFLIGHT = 20
 
 
+# Protocol versions by the names GATEWAY_MQTT_PROTOCOL uses.
+PROTOCOLS = {"5": paho.MQTTv5, "3.1.1": paho.MQTTv311}
+PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+# The CONNACK reason "unsupported protocol version"; paho maps MQTT 3.1.1's return code 1 to it.
+UNSUPPORTED_PROTOCOL = 132
+# A refused subscription is tried again after this backoff (seconds); NATS refuses QoS 1
+# subscriptions for minutes after losing a node, while QoS 0 ones still work.
+SUBSCRIBE_RETRY = (1.0, 30.0)
+CLOSED_BEFORE_CONNACK = "closed the connection before answering CONNECT"
+
+
 def new_client(client_id: str, broker: Broker, protocol: int = paho.MQTTv5) -> paho.Client:
     """A paho client for one connection attempt; the one place that picks the protocol version."""
+    # MQTT 3.1.1 sets its clean session here, MQTT 5 its clean start in connect().
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                         reconnect_on_failure=False)
+                         clean_session=True if protocol != paho.MQTTv5 else None, reconnect_on_failure=False)
     configure_security(client, broker)
     # 0 = no limit in paho; bounded anyway, because each connection gets a fresh client and
     # nothing is published while disconnected (latest values wait in the outbox).
@@ -61,8 +76,23 @@ class _PackedOnce(Properties):
         return packed
 
 
+@dataclass
+class _Subscription:
+    """One topic filter we want, and what the broker said to it on this connection."""
+
+    state: str = "pending"  # pending | granted | failed
+    qos: int = 1
+    failures: int = 0
+    retry_at: float = 0.0
+
+
 class _Connection:
     """The connection/reconnect loop: a fresh paho client per connection, subscriptions made again.
+
+    Tries the broker's nodes in turn (``Broker.endpoints``), moving on when one is lost or refuses;
+    with protocol ``auto`` it speaks MQTT 5 and falls back to 3.1.1 for a node that refuses 5 or
+    closes the connection before CONNACK. Every SUBACK is checked; refused subscriptions are tried
+    again with backoff.
 
     ``will_topic`` None: no Last Will and no online/offline messages (a one-off tool like purge).
     ``on_connect_failed(reason, refused)`` hears of every failed attempt; the loop retries anyway.
@@ -83,8 +113,9 @@ class _Connection:
         self._on_connect = on_connect
         self._on_connect_failed = on_connect_failed
         self._on_message = on_message
-        self._lock = threading.Lock()  # guards _subscriptions
-        self._subscriptions: list[str] = []
+        self._lock = threading.Lock()  # guards _subscriptions and _mids
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._mids: dict[int, str] = {}
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._session_over = threading.Event()
@@ -92,7 +123,15 @@ class _Connection:
         self._connections = 0
         self._failures = 0
         self._refusals = 0
-        self._address = (broker.host, broker.port)
+        self._endpoints = broker.endpoints
+        self._index = 0
+        # auto: the protocol each node turned out to speak; absent = try MQTT 5 first.
+        self._spoken: dict[tuple[str, int], int] = {}
+        self._fallbacks: set[tuple[str, int]] = set()  # nodes whose fallback was logged
+        self._protocol = self._protocol_for(self._endpoints[0])
+        self._connack = False
+        self._retry_now = False
+        self._address = self._endpoints[0]
         self._client = self._make_client()
 
     @property
@@ -108,6 +147,30 @@ class _Connection:
         """Successful connections so far (1 = never reconnected)."""
         return self._connections
 
+    @property
+    def protocol(self) -> str:
+        """The MQTT version of the current (or the last attempted) connection: "5" or "3.1.1"."""
+        return PROTOCOL_NAMES[self._protocol]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The node of the current (or the last attempted) connection."""
+        return self._address
+
+    @property
+    def expiry_supported(self) -> bool:
+        """MQTT 5 message expiry: the broker drops stale retained values by itself."""
+        return self._protocol == paho.MQTTv5
+
+    def subscription_states(self) -> dict[str, str]:
+        """topic filter -> pending | granted | failed, on the current connection."""
+        with self._lock:
+            return {f: sub.state for f, sub in self._subscriptions.items()}
+
+    @property
+    def failed_subscriptions(self) -> list[str]:
+        return [f for f, state in self.subscription_states().items() if state == "failed"]
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()
@@ -119,14 +182,13 @@ class _Connection:
         """Subscribe now and after every reconnect."""
         with self._lock:
             if topic_filter not in self._subscriptions:
-                self._subscriptions.append(topic_filter)
+                self._subscriptions[topic_filter] = _Subscription()
         if self.connected:
-            self._client.subscribe(topic_filter, qos=1)
+            self._send_subscribe(self._client, topic_filter)
 
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
-            if topic_filter in self._subscriptions:
-                self._subscriptions.remove(topic_filter)
+            self._subscriptions.pop(topic_filter, None)
         if self.connected:
             self._client.unsubscribe(topic_filter)
 
@@ -144,47 +206,79 @@ class _Connection:
     # ------------------------------------------------------------------ the loop
 
     def _make_client(self) -> paho.Client:
-        client = new_client(self._client_id, self._broker)
+        client = new_client(self._client_id, self._broker, self._protocol)
         if self._will_topic is not None:
             client.will_set(self._will_topic, OFFLINE, qos=1, retain=True)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         client.on_publish = lambda *args: self._acked()
         return client
 
+    def _protocol_for(self, endpoint: tuple[str, int]) -> int:
+        if self._broker.protocol != "auto":
+            return PROTOCOLS[self._broker.protocol]
+        return self._spoken.get(endpoint, paho.MQTTv5)
+
     def _endpoint(self) -> tuple[str, int]:
         """Where the next connection attempt goes: the one place to pick among several brokers."""
-        return self._broker.host, self._broker.port
+        return self._endpoints[self._index % len(self._endpoints)]
+
+    def _move_on(self) -> None:
+        """The current node failed or was lost: the next attempt goes to the next node."""
+        self._index = (self._index + 1) % len(self._endpoints)
 
     def _run(self) -> None:
         first = True
         while not self._stopping.is_set():
+            endpoint = self._endpoint()
+            self._protocol = self._protocol_for(endpoint)
             if not first:
                 # A fresh client per connection: the old one may still hold unacknowledged
                 # publishes that paho would re-send after our newer values. The outbox re-sends
                 # everything that matters anyway.
                 self._client = self._make_client()
             first = False
-            if not self._connect():
-                self._stopping.wait(_delay(self._failures, *self._backoff))
+            if not self._connect(endpoint):
+                self._move_on()
+                self._pause()
                 continue
             # paho's own network thread: publishes from other threads are then queued and written
             # in batches by it, instead of one send() per message from the caller.
             self._session_over.clear()
             self._client.loop_start()
-            while not self._session_over.wait(0.5) and not self._stopping.is_set():
-                pass
+            while not self._session_over.wait(0.25) and not self._stopping.is_set():
+                self._retry_subscriptions()
             self._client.loop_stop()
-            if not self._stopping.is_set():
-                self._failures += 1
-                self._stopping.wait(_delay(self._failures, *self._backoff))
+            if self._stopping.is_set():
+                break
+            if self._retry_now:  # the same node again, in the protocol it turned out to speak
+                self._retry_now = False
+                continue
+            self._failures += 1
+            self._move_on()
+            self._pause()
 
-    def _connect(self) -> bool:
-        self._address = host, port = self._endpoint()
+    def _pause(self) -> None:
+        """Backoff after a failure; with several nodes the others are tried at once, then backoff."""
+        rounds, within = divmod(self._failures, len(self._endpoints))
+        if len(self._endpoints) > 1 and within:
+            self._stopping.wait(random.uniform(0.05, 0.2))
+        else:
+            self._stopping.wait(_delay(max(rounds, 1) if len(self._endpoints) > 1 else self._failures,
+                                       *self._backoff))
+
+    def _connect(self, endpoint: tuple[str, int]) -> bool:
+        self._address = host, port = endpoint
+        self._connack = False
+        v5 = self._protocol == paho.MQTTv5
         try:
-            self._client.connect(host, port, keepalive=self._keepalive, clean_start=True,
-                                 properties=_connect_properties(self._max_packet))
+            if v5:
+                self._client.connect(host, port, keepalive=self._keepalive, clean_start=True,
+                                     properties=_connect_properties(self._max_packet))
+            else:
+                self._client.connect(host, port, keepalive=self._keepalive)
         except (OSError, ValueError) as exc:  # ssl.SSLError and unreadable TLS files are OSErrors
             self._failures += 1
             log.log(_level(self._failures, logging.WARNING), "cannot reach MQTT broker %s:%s (%s); retrying "
@@ -202,12 +296,74 @@ class _Connection:
         self._connected.clear()
         self._metrics.connected.set(0)
 
+    def _fall_back(self, why: str) -> bool:
+        """With protocol auto, try MQTT 3.1.1 on a node that would not take MQTT 5; False if not applicable."""
+        endpoint = self._address
+        if self._broker.protocol != "auto" or self._protocol != paho.MQTTv5:
+            return False
+        self._spoken[endpoint] = paho.MQTTv311
+        self._retry_now = True
+        level = logging.INFO if endpoint not in self._fallbacks else logging.DEBUG
+        self._fallbacks.add(endpoint)
+        log.log(level, "MQTT broker %s:%s %s; trying MQTT 3.1.1", *endpoint, why)
+        return True
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def _send_subscribe(self, client: paho.Client, topic_filter: str) -> None:
+        with self._lock:
+            sub = self._subscriptions.get(topic_filter)
+            if sub is None:
+                return
+            sub.state = "pending"
+            # After a refusal, QoS 0: commands are idempotent, and some clusters refuse only QoS 1.
+            qos = 1 if sub.failures % 2 == 0 else 0
+            result, mid = client.subscribe(topic_filter, qos=qos)
+            if result == paho.MQTT_ERR_SUCCESS:
+                self._mids[mid] = topic_filter
+                sub.qos = qos
+
+    def _retry_subscriptions(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [f for f, sub in self._subscriptions.items() if sub.state == "failed" and sub.retry_at <= now]
+        for topic_filter in due:
+            self._send_subscribe(self._client, topic_filter)
+
+    def _handle_subscribe(self, client: paho.Client, userdata: object, mid: int,
+                          reasons: list[ReasonCode], properties: object) -> None:
+        with self._lock:
+            topic_filter = self._mids.pop(mid, None)
+            sub = self._subscriptions.get(topic_filter) if topic_filter is not None else None
+            if sub is None:
+                return
+            reason = reasons[0] if reasons else None
+            if reason is None or reason.is_failure:
+                sub.failures += 1
+                sub.state = "failed"
+                delay = _delay(sub.failures, *SUBSCRIBE_RETRY)
+                sub.retry_at = time.monotonic() + delay
+                failures = sub.failures
+            else:
+                sub.state = "granted"
+                failures, delay = sub.failures, 0.0
+                sub.failures = 0
+        if reason is None or reason.is_failure:
+            log.log(_level(failures, logging.WARNING), "MQTT broker %s:%s refused the subscription to %s (%s); "
+                    "trying again in %.0f s", *self._address, topic_filter, reason, delay)
+        elif failures:
+            log.warning("subscribed to %s at QoS %d after %d refusals", topic_filter, sub.qos, failures)
+
     # ------------------------------------------------------------------ paho callbacks (network thread)
 
     def _handle_connect(self, client: paho.Client, userdata: object, flags: object,
                         reason: ReasonCode, properties: object) -> None:
         host, port = self._address
+        self._connack = True
         if reason.is_failure:
+            if reason.value == UNSUPPORTED_PROTOCOL and self._fall_back("refused MQTT 5 (unsupported version)"):
+                self._session_over.set()
+                return
             self._refusals += 1
             log.log(_level(self._refusals, logging.ERROR), "MQTT broker %s:%s refused the connection: %s "
                     "(%d times)", host, port, reason, self._refusals)
@@ -220,13 +376,20 @@ class _Connection:
         self._connections += 1
         if self._connections > 1:
             self._metrics.reconnects.inc()
-        log.info("connected to MQTT broker %s:%s", host, port)
+        log.info("connected to MQTT broker %s:%s (MQTT %s)", host, port, self.protocol)
         with self._lock:
+            self._mids.clear()
+            for sub in self._subscriptions.values():
+                sub.failures = 0
             subscriptions = list(self._subscriptions)
         for topic_filter in subscriptions:
-            client.subscribe(topic_filter, qos=1)
+            self._send_subscribe(client, topic_filter)
         self._session_started(client)
         self._connected.set()
+        with self._lock:  # subscribe() calls that came between the copy and set() sent nothing
+            missed = [f for f in self._subscriptions if f not in subscriptions]
+        for topic_filter in missed:
+            self._send_subscribe(client, topic_filter)
         self._metrics.connected.set(1)
         if self._on_connect is not None:
             self._on_connect(self._connections == 1)
@@ -238,8 +401,20 @@ class _Connection:
         self._session_over.set()
         self._session_ended()
         self._metrics.connected.set(0)
+        closed_early = not self._connack and not self._stopping.is_set()
+        if closed_early and not self._fall_back(f"{CLOSED_BEFORE_CONNACK} (MQTT 5)"):
+            # RabbitMQ drops an MQTT 5 CONNECT without a word; a broker may do the same to bad credentials.
+            # Neither version got an answer: MQTT 5 first again next time, it may have been the network.
+            self._spoken.pop(self._address, None)
+            self._refusals += 1
+            log.log(_level(self._refusals, logging.ERROR), "MQTT broker %s:%s %s (MQTT %s): check "
+                    "GATEWAY_MQTT_PROTOCOL (auto, 5 or 3.1.1), the credentials and TLS", *self._address,
+                    CLOSED_BEFORE_CONNACK, self.protocol)
+            if self._on_connect_failed is not None:
+                self._on_connect_failed(CLOSED_BEFORE_CONNACK, True)
         if was_connected and not self._stopping.is_set():
-            log.warning("lost the MQTT connection (%s); keeping the latest values and reconnecting", reason)
+            log.warning("lost the MQTT connection to %s:%s (%s); keeping the latest values and reconnecting",
+                        *self._address, reason)
 
     def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         # The broker should not send more than we asked for; a broker that does is not trusted either.
@@ -380,7 +555,7 @@ class MqttLink(_Connection):
             self._counters[cls].inc()
 
     def _properties(self, expiry: int | None) -> Properties | None:
-        if not expiry:
+        if not expiry or self._protocol != paho.MQTTv5:
             return None
         props = self._expiry_props.get(expiry)
         if props is None:

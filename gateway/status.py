@@ -34,6 +34,7 @@ def snapshot(view: View) -> dict[str, Any]:
     """The whole status as JSON-ready data; call it on the gateway's event loop."""
     now = datetime.now(UTC)
     broker = view.link.broker
+    host, port = view.link.address
     sources: dict[str, Any] = {}
     entities: list[dict[str, Any]] = []
     for key, spec in view.catalog.sources.items():
@@ -57,8 +58,9 @@ def snapshot(view: View) -> dict[str, Any]:
         "city": view.catalog.settings.city.name,
         "started_at": iso(view.started_at),
         "uptime_s": round(time.monotonic() - view.started_mono),
-        "broker": {"connected": view.link.connected, "host": broker.host, "port": broker.port,
-                   "tls": broker.use_tls, "connections": view.link.connections},
+        "broker": {"connected": view.link.connected, "host": host, "port": port, "nodes": broker.address,
+                   "protocol": view.link.protocol, "tls": broker.use_tls, "connections": view.link.connections,
+                   "failed_subscriptions": view.link.failed_subscriptions},
         "base_topic": view.catalog.base,
         "sources": sources,
         "entities": entities,
@@ -90,17 +92,23 @@ def readiness(status: dict[str, Any]) -> tuple[bool, list[str]]:
     reasons = []
     if not status["broker"]["connected"]:
         reasons.append("not connected to the MQTT broker")
+    for topic_filter in status["broker"].get("failed_subscriptions", ()):
+        reasons.append(f"the broker refused the subscription to {topic_filter}; retrying")
     if not any(s["status"] == "online" for s in status["sources"].values()):
         reasons.append("no source has fresh data")
     return not reasons, reasons
 
 
-def info(catalog: Catalog, started_at: datetime) -> dict[str, Any]:
-    """The retained ``<base>/gateway/info`` document: what this gateway publishes and how often."""
+def info(catalog: Catalog, started_at: datetime, mqtt: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The retained ``<base>/gateway/info`` document: what this gateway publishes and how often.
+
+    ``mqtt``: the connection as negotiated (protocol version, node), once connected.
+    """
     settings = catalog.settings
     return {
         "version": __version__,
         "started_at": iso(started_at),
+        "mqtt": dict(mqtt) if mqtt else None,
         "city": settings.city.model_dump(),
         "base_topic": catalog.base,
         "discovery_prefix": catalog.prefix if settings.mqtt.discovery else None,
@@ -195,7 +203,8 @@ function render(st) {
   $("broker").innerHTML = "";
   const span = document.createElement("span");
   span.className = b.connected ? "online" : "offline";
-  span.textContent = (b.connected ? "broker connected" : "broker disconnected") + " (" + b.host + ":" + b.port + ")";
+  span.textContent = (b.connected ? "broker connected" : "broker disconnected")
+    + " (" + b.host + ":" + b.port + ", MQTT " + b.protocol + ")";
   $("broker").appendChild(span);
   const sources = $("sources").tBodies[0]; sources.replaceChildren();
   for (const [key, s] of Object.entries(st.sources)) {

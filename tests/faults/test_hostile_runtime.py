@@ -127,6 +127,7 @@ def test_a_tampered_registry_never_clears_foreign_topics(tmp_path: Path, broker:
     for topic, payload in foreign.items():
         publish(broker.port, topic, payload, retain=True)
     ours = "homeassistant/sensor/soest/soest_gone/config"
+    publish(broker.port, ours, b'{"name":"gone"}', retain=True)  # a read-back of nothing would clear nothing
     data = tmp_path / "data"
     data.mkdir()
     (data / "discovery.json").write_text(json.dumps({"version": 1, "topics": [
@@ -147,6 +148,31 @@ def test_a_tampered_registry_never_clears_foreign_topics(tmp_path: Path, broker:
         broker.start()
         after = retained_tree(broker.port, set(tree) - {ours} - set(foreign), timeout=20)
         assert after[TEMPERATURE] == tree[TEMPERATURE]
+    finally:
+        sub.close()
+        proc.terminate()
+    assert "Traceback" not in proc.log
+
+
+def test_an_empty_read_back_with_a_registry_clears_nothing(tmp_path: Path, broker: Mosquitto,
+                                                           upstream: FixtureServer):
+    # The registry says we published a config that is gone now; the broker shows none of ours.
+    # That is what a broker that lost its store, or that never delivers retained messages to
+    # wildcard subscriptions, looks like: no orphan cleanup on guesswork, and a warning.
+    cfg = brightsky_config(tmp_path / "t.yaml", upstream)
+    gone = "homeassistant/sensor/soest/soest_gone/config"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "discovery.json").write_text(json.dumps({"version": 1, "topics": [gone]}))
+    sub = Subscriber(broker.port, gone, live=True)
+    proc = GatewayProcess(cfg, broker.port)
+    try:
+        wait_until(lambda: "could not read the broker's retained discovery configs" in proc.log, timeout=15)
+        assert "the broker returned none of the 1 discovery configs published before" in proc.log
+        sub.sync()  # anything the gateway sent before its warning has arrived
+        assert sub.on(gone) == []
+        # Kept for the next start that sees a complete read-back (phase two of the cleanup).
+        wait_until(lambda: gone in json.loads((data / "discovery.json").read_text())["topics"], timeout=5)
     finally:
         sub.close()
         proc.terminate()

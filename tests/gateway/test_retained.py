@@ -48,13 +48,25 @@ def test_every_retained_message_under_two_filters_is_read(broker: Mosquitto, lin
     assert reader.read(link, timeout=5) == {t: hash(p) for t, p in ours.items()}
     marker = sub.wait_for(MARKER)  # the marker went out as a plain message, after the retained ones
     assert (marker.retain, marker.qos) == (False, 1)
-    # will_topic=None: the link announced nothing of its own.
-    assert [m.topic for m in sub.snapshot() if not m.retain] == [MARKER]
+    # will_topic=None: the link announced nothing of its own; the probe went out and was cleared.
+    probe = f"{MARKER}/probe/read-1"
+    assert [(m.topic, m.payload) for m in sub.snapshot() if not m.retain] == [
+        (probe, b"read-1"), (MARKER, b"read-1"), (probe, b"")]
     sub.close()
+    assert probe not in retained_topics(broker.port)
     # The subscriptions of the read are gone: a new retained message is not taken any more.
     publish(broker.port, "soest/late", "x", retain=True)
     assert not reader.offer("soest/late", b"x", True)
     assert reader.offer(MARKER, b"stale", False)  # a marker is always the reader's
+
+
+def retained_topics(port: int) -> list[str]:
+    sub = Subscriber(port, "#")
+    publish(port, "zz/end", "marker")  # everything retained arrives before this
+    sub.wait_for("zz/end")
+    topics = [m.topic for m in sub.snapshot() if m.retain]
+    sub.close()
+    return topics
 
 
 def test_a_read_ends_with_none_when_the_broker_stops_before_the_marker(broker: Mosquitto):

@@ -1,0 +1,242 @@
+"""The broker link against real brokers: protocol choice, a list of nodes, SUBACK checks.
+
+Everything here is observed from outside: what a subscriber receives, on which node, with which
+protocol; or what the link reports (``protocol``, ``address``, ``failed_subscriptions``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.config import Broker
+from gateway.metrics import Metrics
+from gateway.mqtt import MqttLink
+from gateway.outbox import TopicClass
+from gateway.retained import RetainedReader
+from tests.helpers import Mosquitto, Subscriber, free_port, wait_until
+
+pytestmark = pytest.mark.broker
+
+STATUS = "soest/gateway/status"
+
+
+def _link(broker: Broker, **kwargs) -> MqttLink:
+    kwargs.setdefault("will_topic", STATUS)
+    link = MqttLink(broker, client_id="t-link", metrics=Metrics(), reconnect_min=0.1, reconnect_max=0.5, **kwargs)
+    link.start()
+    return link
+
+
+@pytest.fixture
+def two_brokers(tmp_path: Path) -> Iterator[tuple[Mosquitto, Mosquitto]]:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Mosquitto(tmp_path / "a").start()
+    b = Mosquitto(tmp_path / "b").start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.mark.parametrize(("choice", "spoken"), [("auto", "5"), ("5", "5"), ("3.1.1", "3.1.1")])
+def test_the_protocol_is_chosen_and_reported(broker: Mosquitto, choice: str, spoken: str):
+    link = _link(Broker(port=broker.port, protocol=choice))
+    try:
+        assert link.wait_connected(5)
+        assert link.protocol == spoken
+        sub = Subscriber(broker.port, "soest/#")
+        link.publish("soest/x/state", b"1", TopicClass.STATE, expiry=600)
+        msg = sub.wait_for("soest/x/state", b"1")
+        assert (msg.qos, link.expiry_supported) == (1, spoken == "5")
+        sub.close()
+    finally:
+        link.stop()
+
+
+def _expiry_of_retained(port: int, topic: str) -> int | None:
+    """The MessageExpiryInterval a fresh MQTT 5 subscriber sees on a retained message."""
+    got: list[paho.MQTTMessage] = []
+    done = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_message = lambda c, u, m: (got.append(m), done.set())
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.subscribe(topic, qos=1)
+    try:
+        assert done.wait(5), f"no retained message on {topic}"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert got[0].retain
+    return getattr(got[0].properties, "MessageExpiryInterval", None)
+
+
+@pytest.mark.parametrize(("choice", "expiry"), [("5", True), ("3.1.1", False)])
+def test_message_expiry_goes_out_only_over_mqtt_5(broker: Mosquitto, choice: str, expiry: bool):
+    link = _link(Broker(port=broker.port, protocol=choice))
+    try:
+        assert link.wait_connected(5)
+        link.publish("soest/x/state", b"1", TopicClass.STATE, expiry=600)
+        assert link.flush(5)
+    finally:
+        link.stop()
+    seen = _expiry_of_retained(broker.port, "soest/x/state")
+    assert (seen is not None and 590 <= seen <= 600) if expiry else seen is None
+
+
+class _ClosingServer:
+    """Accepts TCP connections and closes each at once, as RabbitMQ does with an MQTT 5 CONNECT."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.recv(1024)  # the CONNECT
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_connection_closed_before_connack_is_logged_with_a_hint(caplog: pytest.LogCaptureFixture):
+    server = _ClosingServer()
+    refused: list[str] = []
+    caplog.set_level(logging.INFO, logger="gateway.mqtt")
+    link = _link(Broker(port=server.port), on_connect_failed=lambda reason, was_refused: refused.append(reason))
+    try:
+        # auto: MQTT 5 first, then 3.1.1 on the same node; both closed: one error with a hint.
+        wait_until(lambda: refused, timeout=10)
+        assert server.accepted >= 2
+        text = caplog.text
+        assert "closed the connection before answering CONNECT (MQTT 5); trying MQTT 3.1.1" in text
+        assert "check GATEWAY_MQTT_PROTOCOL (auto, 5 or 3.1.1), the credentials and TLS" in text
+        assert not link.connected
+    finally:
+        link.stop()
+        server.close()
+
+
+def test_the_first_reachable_node_of_a_list_is_used(broker: Mosquitto):
+    dead = free_port()
+    link = _link(Broker(host=f"127.0.0.1:{dead},127.0.0.1:{broker.port}"))
+    try:
+        assert link.wait_connected(10)
+        assert link.address == ("127.0.0.1", broker.port)
+    finally:
+        link.stop()
+
+
+def test_losing_a_node_moves_to_the_next_and_says_online_there(two_brokers: tuple[Mosquitto, Mosquitto]):
+    a, b = two_brokers
+    links: list[MqttLink] = []
+    # As the gateway does: on every connect, the kept retained messages go out again.
+    link = _link(Broker(host=f"127.0.0.1:{a.port},127.0.0.1:{b.port}"), on_connect=lambda first: links[0].republish())
+    links.append(link)
+    try:
+        assert link.wait_connected(10)
+        assert link.address == ("127.0.0.1", a.port)
+        link.publish("soest/x/state", b"kept", TopicClass.STATE)
+        link.subscribe("soest/gateway/refresh")
+        sub_b = Subscriber(b.port, "soest/#")
+        a.stop(kill=True)
+        # The other node gets the status and the kept retained state.
+        sub_b.wait_for(STATUS, b"online", timeout=10)
+        sub_b.wait_for("soest/x/state", b"kept", timeout=10)
+        assert link.address == ("127.0.0.1", b.port)
+        # ... and the subscriptions were made again there.
+        wait_until(lambda: link.subscription_states().get("soest/gateway/refresh") == "granted", timeout=5)
+        sub_b.close()
+    finally:
+        link.stop()
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[int]:
+    """One nats-server with MQTT (3.1.1 only); it refuses topic filters with '.' or spaces (SUBACK 0x80)."""
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(binary).exists():
+        pytest.skip("nats-server is not installed (scripts/ensure-nats installs it)")
+    port = free_port()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(f"server_name: t1\nlisten: 127.0.0.1:{free_port()}\n"
+                    f"jetstream {{ store_dir: {tmp_path}/js }}\nmqtt {{ listen: 127.0.0.1:{port} }}\n")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _listening(port), timeout=10)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def test_auto_falls_back_to_3_1_1_once_on_a_broker_that_refuses_5(nats: int, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO, logger="gateway.mqtt")
+    link = _link(Broker(port=nats))
+    try:
+        assert link.wait_connected(15)
+        assert link.protocol == "3.1.1"
+        assert caplog.text.count("refused MQTT 5 (unsupported version); trying MQTT 3.1.1") == 1
+        assert f"connected to MQTT broker 127.0.0.1:{nats} (MQTT 3.1.1)" in caplog.text
+    finally:
+        link.stop()
+
+
+def test_a_refused_subscription_is_reported_and_retried(nats: int, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG, logger="gateway.mqtt")
+    link = _link(Broker(port=nats, protocol="3.1.1"))
+    try:
+        assert link.wait_connected(15)
+        link.subscribe("soest.bad/#")
+        link.subscribe("soest/gateway/refresh")
+        wait_until(lambda: link.failed_subscriptions == ["soest.bad/#"], timeout=10)
+        wait_until(lambda: link.subscription_states()["soest/gateway/refresh"] == "granted", timeout=10)
+        assert "refused the subscription to soest.bad/#" in caplog.text
+        # Tried again with backoff (at QoS 0 the second time), and refused again.
+        wait_until(lambda: caplog.text.count("refused the subscription to soest.bad/#") >= 2, timeout=10)
+    finally:
+        link.stop()
+
+
+def test_a_read_with_a_refused_subscription_is_incomplete(nats: int):
+    reader = RetainedReader(["soest/#", "soest.bad/#"], "soest/gateway/sync/t")
+    link = _link(Broker(port=nats, protocol="3.1.1"), will_topic=None, on_message=reader.offer)
+    try:
+        assert link.wait_connected(15)
+        assert reader.read(link, timeout=10) is None
+        assert reader.problem == "the broker refused the subscription to soest.bad/#"
+    finally:
+        link.stop()
+
+
+def test_the_protocol_names_are_checked():
+    with pytest.raises(ValueError, match=re.escape("'auto', '5' or '3.1.1'")):
+        Broker(protocol="4")  # type: ignore[arg-type]
