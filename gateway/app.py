@@ -67,7 +67,7 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers = max(2, len(catalog.sources) + 1)  # one to spare for saving the state file
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="fetch")
-        self._first_runs: set[str] = set()
+        self.first_runs = runs.FirstRuns(catalog)
         self._first_connect_done = False
         self._stopping = False
         self._dirty = False
@@ -172,6 +172,9 @@ class Gateway:
             self.metrics.entities.labels(source=key).set(len(spec.entities))
 
     def _publish_info(self, mqtt: dict[str, str] | None = None) -> None:
+        """Again when the connection's protocol or node changed; replaces the copy the outbox keeps."""
+        if mqtt is not None and mqtt == self._info_mqtt:
+            return
         self._info_mqtt = mqtt
         self.link.publish(self.catalog.gateway_info_topic,
                           encode_json(status.info(self.catalog, self.started_at, mqtt)), TopicClass.INFO)
@@ -215,9 +218,7 @@ class Gateway:
         first = not self._first_connect_done
         self._first_connect_done = True
         host, port = self.link.address
-        mqtt = {"protocol": self.link.protocol, "node": f"{host}:{port}"}
-        if mqtt != self._info_mqtt:  # replaces the kept copy, so the republish below skips it
-            self._publish_info(mqtt)
+        self._publish_info({"protocol": self.link.protocol, "node": f"{host}:{port}"})
         if self.settings.mqtt.discovery:
             if first:
                 # Changed configs went out during reconciliation; unchanged ones are on the broker.
@@ -257,19 +258,11 @@ class Gateway:
         finally:
             self.metrics.fetch_duration.labels(source=key).observe(time.perf_counter() - started)
         self._dirty |= self.publisher.publish(spec, outcome)
-        self._first_run_done(key)
+        self.first_runs.done(key, self.store)
 
     def _collect(self, spec: SourceSpec, state: SourceState, fetched_at: datetime) -> Collected:
         return collect(spec, state.session, state.options, state.validators, fetched_at, self.hosts,
                        self.settings.http.max_bytes)
-
-    def _first_run_done(self, key: str) -> None:
-        if key in self._first_runs:
-            return
-        self._first_runs.add(key)
-        published = sum(1 for st in self.store.entities.values() if st.text is not None)
-        log.info("first run: %d/%d sources tried, %d/%d entities have values", len(self._first_runs),
-                 len(self.catalog.sources), published, len(self.catalog.entities()))
 
     async def tick(self) -> None:
         """Heartbeat fresh states, forget stale ones, re-evaluate time-dependent bodies, save the state."""

@@ -10,12 +10,9 @@ on every connect the whole retained tree is sent again, because the broker may h
 from __future__ import annotations
 
 import logging
-import random
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,7 +23,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway.config import Broker
 from gateway.flow import AckWindow
 from gateway.metrics import Metrics
+from gateway.nodes import MQTT5, MQTT311, Nodes
 from gateway.outbox import Outbox, TopicClass
+from gateway.subscriptions import Subscriptions
 from gateway.topics import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
@@ -42,21 +41,17 @@ MAX_INFLIGHT = 20
 
 
 # Protocol versions by the names GATEWAY_MQTT_PROTOCOL uses.
-PROTOCOLS = {"5": paho.MQTTv5, "3.1.1": paho.MQTTv311}
-PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+PROTOCOLS = {MQTT5: paho.MQTTv5, MQTT311: paho.MQTTv311}
 # The CONNACK reason "unsupported protocol version"; paho maps MQTT 3.1.1's return code 1 to it.
 UNSUPPORTED_PROTOCOL = 132
-# A refused subscription is tried again after this backoff (seconds); NATS refuses QoS 1
-# subscriptions for minutes after losing a node, while QoS 0 ones still work.
-SUBSCRIBE_RETRY = (1.0, 30.0)
 CLOSED_BEFORE_CONNACK = "closed the connection before answering CONNECT"
 
 
-def new_client(client_id: str, broker: Broker, protocol: int = paho.MQTTv5) -> paho.Client:
+def new_client(client_id: str, broker: Broker, protocol: str = MQTT5) -> paho.Client:
     """A paho client for one connection attempt; the one place that picks the protocol version."""
     # MQTT 3.1.1 sets its clean session here, MQTT 5 its clean start in connect().
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                         clean_session=True if protocol != paho.MQTTv5 else None, reconnect_on_failure=False)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=PROTOCOLS[protocol],
+                         clean_session=True if protocol != MQTT5 else None, reconnect_on_failure=False)
     configure_security(client, broker)
     # 0 = no limit in paho; bounded anyway, because each connection gets a fresh client and
     # nothing is published while disconnected (latest values wait in the outbox).
@@ -76,23 +71,13 @@ class _PackedOnce(Properties):
         return packed
 
 
-@dataclass
-class _Subscription:
-    """One topic filter we want, and what the broker said to it on this connection."""
-
-    state: str = "pending"  # pending | granted | failed
-    qos: int = 1
-    failures: int = 0
-    retry_at: float = 0.0
-
-
 class _Connection:
     """The connection/reconnect loop: a fresh paho client per connection, subscriptions made again.
 
-    Tries the broker's nodes in turn (``Broker.endpoints``), moving on when one is lost or refuses;
-    with protocol ``auto`` it speaks MQTT 5 and falls back to 3.1.1 for a node that refuses 5 or
-    closes the connection before CONNACK. Every SUBACK is checked; refused subscriptions are tried
-    again with backoff.
+    Which node and MQTT version to try is ``Nodes``' choice (gateway.nodes): the next node when one
+    is lost or refuses; with protocol ``auto`` MQTT 5, and 3.1.1 for a node that refuses 5 or
+    closes the connection before CONNACK. Every SUBACK is checked (gateway.subscriptions);
+    refused subscriptions are tried again with backoff.
 
     ``will_topic`` None: no Last Will and no online/offline messages (a one-off tool like purge).
     ``on_connect_failed(reason, refused)`` hears of every failed attempt; the loop retries anyway.
@@ -108,30 +93,21 @@ class _Connection:
         self._will_topic = will_topic
         self._metrics = metrics
         self._keepalive = keepalive
-        self._backoff = backoff
         self._max_packet = max_packet
         self._on_connect = on_connect
         self._on_connect_failed = on_connect_failed
         self._on_message = on_message
-        self._lock = threading.Lock()  # guards _subscriptions and _mids
-        self._subscriptions: dict[str, _Subscription] = {}
-        self._mids: dict[int, str] = {}
+        self._subs = Subscriptions(ok=lambda rc: rc == paho.MQTT_ERR_SUCCESS)
+        self._nodes = Nodes(broker.endpoints, broker.protocol, backoff)
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._session_over = threading.Event()
         self._thread: threading.Thread | None = None
         self._connections = 0
-        self._failures = 0
         self._refusals = 0
-        self._endpoints = broker.endpoints
-        self._index = 0
-        # auto: the protocol each node turned out to speak; absent = try MQTT 5 first.
-        self._spoken: dict[tuple[str, int], int] = {}
-        self._fallbacks: set[tuple[str, int]] = set()  # nodes whose fallback was logged
-        self._protocol = self._protocol_for(self._endpoints[0])
+        self._address, self._protocol = self._nodes.next()
         self._connack = False
         self._retry_now = False
-        self._address = self._endpoints[0]
         self._client = self._make_client()
 
     @property
@@ -150,7 +126,7 @@ class _Connection:
     @property
     def protocol(self) -> str:
         """The MQTT version of the current (or the last attempted) connection: "5" or "3.1.1"."""
-        return PROTOCOL_NAMES[self._protocol]
+        return self._protocol
 
     @property
     def address(self) -> tuple[str, int]:
@@ -160,16 +136,12 @@ class _Connection:
     @property
     def expiry_supported(self) -> bool:
         """MQTT 5 message expiry: the broker drops stale retained values by itself."""
-        return self._protocol == paho.MQTTv5
-
-    def subscription_states(self) -> dict[str, str]:
-        """topic filter -> pending | granted | failed, on the current connection."""
-        with self._lock:
-            return {f: sub.state for f, sub in self._subscriptions.items()}
+        return self._protocol == MQTT5
 
     @property
-    def failed_subscriptions(self) -> list[str]:
-        return [f for f, state in self.subscription_states().items() if state == "failed"]
+    def subscriptions(self) -> Subscriptions:
+        """What the broker answered to each subscription (``states()``, ``failed()``)."""
+        return self._subs
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
@@ -180,15 +152,11 @@ class _Connection:
 
     def subscribe(self, topic_filter: str) -> None:
         """Subscribe now and after every reconnect."""
-        with self._lock:
-            if topic_filter not in self._subscriptions:
-                self._subscriptions[topic_filter] = _Subscription()
-        if self.connected:
-            self._send_subscribe(self._client, topic_filter)
+        if self._subs.add(topic_filter) and self.connected:
+            self._subs.send(self._client, topic_filter)
 
     def unsubscribe(self, topic_filter: str) -> None:
-        with self._lock:
-            self._subscriptions.pop(topic_filter, None)
+        self._subs.remove(topic_filter)
         if self.connected:
             self._client.unsubscribe(topic_filter)
 
@@ -216,73 +184,45 @@ class _Connection:
         client.on_publish = lambda *args: self._acked()
         return client
 
-    def _protocol_for(self, endpoint: tuple[str, int]) -> int:
-        if self._broker.protocol != "auto":
-            return PROTOCOLS[self._broker.protocol]
-        return self._spoken.get(endpoint, paho.MQTTv5)
-
-    def _endpoint(self) -> tuple[str, int]:
-        """Where the next connection attempt goes: the one place to pick among several brokers."""
-        return self._endpoints[self._index % len(self._endpoints)]
-
-    def _move_on(self) -> None:
-        """The current node failed or was lost: the next attempt goes to the next node."""
-        self._index = (self._index + 1) % len(self._endpoints)
-
     def _run(self) -> None:
         first = True
         while not self._stopping.is_set():
-            endpoint = self._endpoint()
-            self._protocol = self._protocol_for(endpoint)
+            self._address, self._protocol = self._nodes.next()
             if not first:
                 # A fresh client per connection: the old one may still hold unacknowledged
                 # publishes that paho would re-send after our newer values. The outbox re-sends
                 # everything that matters anyway.
                 self._client = self._make_client()
             first = False
-            if not self._connect(endpoint):
-                self._move_on()
-                self._pause()
-                continue
-            # paho's own network thread: publishes from other threads are then queued and written
-            # in batches by it, instead of one send() per message from the caller.
-            self._session_over.clear()
-            self._client.loop_start()
-            while not self._session_over.wait(0.25) and not self._stopping.is_set():
-                self._retry_subscriptions()
-            self._client.loop_stop()
-            if self._stopping.is_set():
-                break
-            if self._retry_now:  # the same node again, in the protocol it turned out to speak
-                self._retry_now = False
-                continue
-            self._failures += 1
-            self._move_on()
-            self._pause()
+            if self._connect():
+                # paho's own network thread: publishes from other threads are then queued and
+                # written in batches by it, instead of one send() per message from the caller.
+                self._session_over.clear()
+                self._client.loop_start()
+                while not self._session_over.wait(0.25) and not self._stopping.is_set():
+                    for topic_filter in self._subs.due():
+                        self._subs.send(self._client, topic_filter)
+                self._client.loop_stop()
+                if self._stopping.is_set():
+                    break
+                if self._retry_now:  # the same node again, in the version it turned out to speak
+                    self._retry_now = False
+                    continue
+            self._nodes.failed()
+            self._stopping.wait(self._nodes.pause())
 
-    def _pause(self) -> None:
-        """Backoff after a failure; with several nodes the others are tried at once, then backoff."""
-        rounds, within = divmod(self._failures, len(self._endpoints))
-        if len(self._endpoints) > 1 and within:
-            self._stopping.wait(random.uniform(0.05, 0.2))
-        else:
-            self._stopping.wait(_delay(max(rounds, 1) if len(self._endpoints) > 1 else self._failures,
-                                       *self._backoff))
-
-    def _connect(self, endpoint: tuple[str, int]) -> bool:
-        self._address = host, port = endpoint
+    def _connect(self) -> bool:
+        host, port = self._address
         self._connack = False
-        v5 = self._protocol == paho.MQTTv5
         try:
-            if v5:
+            if self._protocol == MQTT5:
                 self._client.connect(host, port, keepalive=self._keepalive, clean_start=True,
                                      properties=_connect_properties(self._max_packet))
             else:
                 self._client.connect(host, port, keepalive=self._keepalive)
         except (OSError, ValueError) as exc:  # ssl.SSLError and unreadable TLS files are OSErrors
-            self._failures += 1
-            log.log(_level(self._failures, logging.WARNING), "cannot reach MQTT broker %s:%s (%s); retrying "
-                    "with backoff", host, port, _reason(exc))
+            log.log(_level(self._nodes.failures + 1, logging.WARNING), "cannot reach MQTT broker %s:%s (%s); "
+                    "retrying with backoff", host, port, _reason(exc))
             if self._on_connect_failed is not None:
                 self._on_connect_failed(_reason(exc), False)
             return False
@@ -298,61 +238,12 @@ class _Connection:
 
     def _fall_back(self, why: str) -> bool:
         """With protocol auto, try MQTT 3.1.1 on a node that would not take MQTT 5; False if not applicable."""
-        endpoint = self._address
-        if self._broker.protocol != "auto" or self._protocol != paho.MQTTv5:
+        if not self._nodes.fall_back(self._address, self._protocol):
             return False
-        self._spoken[endpoint] = paho.MQTTv311
         self._retry_now = True
-        level = logging.INFO if endpoint not in self._fallbacks else logging.DEBUG
-        self._fallbacks.add(endpoint)
-        log.log(level, "MQTT broker %s:%s %s; trying MQTT 3.1.1", *endpoint, why)
+        level = logging.INFO if self._nodes.first_fallback(self._address) else logging.DEBUG
+        log.log(level, "MQTT broker %s:%s %s; trying MQTT 3.1.1", *self._address, why)
         return True
-
-    # ------------------------------------------------------------------ subscriptions
-
-    def _send_subscribe(self, client: paho.Client, topic_filter: str) -> None:
-        with self._lock:
-            sub = self._subscriptions.get(topic_filter)
-            if sub is None:
-                return
-            sub.state = "pending"
-            # After a refusal, QoS 0: commands are idempotent, and some clusters refuse only QoS 1.
-            qos = 1 if sub.failures % 2 == 0 else 0
-            result, mid = client.subscribe(topic_filter, qos=qos)
-            if result == paho.MQTT_ERR_SUCCESS:
-                self._mids[mid] = topic_filter
-                sub.qos = qos
-
-    def _retry_subscriptions(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            due = [f for f, sub in self._subscriptions.items() if sub.state == "failed" and sub.retry_at <= now]
-        for topic_filter in due:
-            self._send_subscribe(self._client, topic_filter)
-
-    def _handle_subscribe(self, client: paho.Client, userdata: object, mid: int,
-                          reasons: list[ReasonCode], properties: object) -> None:
-        with self._lock:
-            topic_filter = self._mids.pop(mid, None)
-            sub = self._subscriptions.get(topic_filter) if topic_filter is not None else None
-            if sub is None:
-                return
-            reason = reasons[0] if reasons else None
-            if reason is None or reason.is_failure:
-                sub.failures += 1
-                sub.state = "failed"
-                delay = _delay(sub.failures, *SUBSCRIBE_RETRY)
-                sub.retry_at = time.monotonic() + delay
-                failures = sub.failures
-            else:
-                sub.state = "granted"
-                failures, delay = sub.failures, 0.0
-                sub.failures = 0
-        if reason is None or reason.is_failure:
-            log.log(_level(failures, logging.WARNING), "MQTT broker %s:%s refused the subscription to %s (%s); "
-                    "trying again in %.0f s", *self._address, topic_filter, reason, delay)
-        elif failures:
-            log.warning("subscribed to %s at QoS %d after %d refusals", topic_filter, sub.qos, failures)
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
 
@@ -372,27 +263,36 @@ class _Connection:
                 self._on_connect_failed(str(reason), True)
             return
         self._refusals = 0
-        self._failures = 0
+        self._nodes.connected()
         self._connections += 1
         if self._connections > 1:
             self._metrics.reconnects.inc()
-        log.info("connected to MQTT broker %s:%s (MQTT %s)", host, port, self.protocol)
-        with self._lock:
-            self._mids.clear()
-            for sub in self._subscriptions.values():
-                sub.failures = 0
-            subscriptions = list(self._subscriptions)
+        log.info("connected to MQTT broker %s:%s (MQTT %s)", host, port, self._protocol)
+        subscriptions = self._subs.new_session()
         for topic_filter in subscriptions:
-            self._send_subscribe(client, topic_filter)
+            self._subs.send(client, topic_filter)
         self._session_started(client)
         self._connected.set()
-        with self._lock:  # subscribe() calls that came between the copy and set() sent nothing
-            missed = [f for f in self._subscriptions if f not in subscriptions]
-        for topic_filter in missed:
-            self._send_subscribe(client, topic_filter)
+        # subscribe() calls that came between new_session() and set() sent nothing.
+        for topic_filter in set(self._subs.states()) - set(subscriptions):
+            self._subs.send(client, topic_filter)
         self._metrics.connected.set(1)
         if self._on_connect is not None:
             self._on_connect(self._connections == 1)
+
+    def _handle_subscribe(self, client: paho.Client, userdata: object, mid: int,
+                          reasons: list[ReasonCode], properties: object) -> None:
+        granted = bool(reasons) and not any(r.is_failure for r in reasons)
+        answer = self._subs.answered(mid, granted)
+        if answer is None:
+            return
+        if not answer.granted:
+            log.log(_level(answer.failures, logging.WARNING), "MQTT broker %s:%s refused the subscription to %s "
+                    "(%s); trying again in %.0f s", *self._address, answer.topic_filter,
+                    reasons[0] if reasons else "no reason", answer.retry_in)
+        elif answer.failures:
+            log.warning("subscribed to %s at QoS %d after %d refusals", answer.topic_filter, answer.qos,
+                        answer.failures)
 
     def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object,
                            reason: ReasonCode, properties: object) -> None:
@@ -404,12 +304,11 @@ class _Connection:
         closed_early = not self._connack and not self._stopping.is_set()
         if closed_early and not self._fall_back(f"{CLOSED_BEFORE_CONNACK} (MQTT 5)"):
             # RabbitMQ drops an MQTT 5 CONNECT without a word; a broker may do the same to bad credentials.
-            # Neither version got an answer: MQTT 5 first again next time, it may have been the network.
-            self._spoken.pop(self._address, None)
+            self._nodes.unanswered(self._address)
             self._refusals += 1
             log.log(_level(self._refusals, logging.ERROR), "MQTT broker %s:%s %s (MQTT %s): check "
                     "GATEWAY_MQTT_PROTOCOL (auto, 5 or 3.1.1), the credentials and TLS", *self._address,
-                    CLOSED_BEFORE_CONNACK, self.protocol)
+                    CLOSED_BEFORE_CONNACK, self._protocol)
             if self._on_connect_failed is not None:
                 self._on_connect_failed(CLOSED_BEFORE_CONNACK, True)
         if was_connected and not self._stopping.is_set():
@@ -555,7 +454,7 @@ class MqttLink(_Connection):
             self._counters[cls].inc()
 
     def _properties(self, expiry: int | None) -> Properties | None:
-        if not expiry or self._protocol != paho.MQTTv5:
+        if not expiry or self._protocol != MQTT5:
             return None
         props = self._expiry_props.get(expiry)
         if props is None:
@@ -576,12 +475,6 @@ class MqttLink(_Connection):
 
     def _acked(self) -> None:
         self._window.acked()
-
-
-def _delay(attempt: int, low: float, high: float) -> float:
-    """Capped exponential backoff with jitter."""
-    cap = min(high, low * (2 ** min(attempt, 30)))
-    return random.uniform(cap / 2, cap)
 
 
 def _level(count: int, level: int) -> int:

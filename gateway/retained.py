@@ -127,7 +127,7 @@ class RetainedReader:
     def _granted(self, link: MqttLink, subscribed: list[str], deadline: float) -> bool:
         """Every subscription of the read was granted (a SUBACK may trail the messages a little)."""
         while True:
-            states = link.subscription_states()
+            states = link.subscriptions.states()
             refused = [f for f in subscribed if states.get(f) == "failed"]
             if refused:
                 self.problem = f"the broker refused the subscription to {refused[0]}"

@@ -16,7 +16,7 @@ import requests
 
 from gateway import topics
 from gateway.adapter_api import AdapterOptions
-from gateway.catalog import SourceSpec
+from gateway.catalog import Catalog, SourceSpec
 from gateway.checks import check_time, judge
 from gateway.errors import SourceError
 from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, make_session
@@ -185,3 +185,19 @@ def reevaluate(spec: SourceSpec, state: SourceState, store: Store, now: datetime
         return None
     # The body is as old as its fetch: a re-evaluation must not make it look newer.
     return evaluate(spec, store, as_of_fetch(readings, fetched), fetched, state.url, mono)
+
+
+class FirstRuns:
+    """Progress lines while every source has its first run: what a new user watches."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._done: set[str] = set()
+
+    def done(self, key: str, store: Store) -> None:
+        if key in self._done:
+            return
+        self._done.add(key)
+        published = sum(1 for st in store.entities.values() if st.text is not None)
+        log.info("first run: %d/%d sources tried, %d/%d entities have values", len(self._done),
+                 len(self._catalog.sources), published, len(self._catalog.entities()))

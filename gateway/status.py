@@ -60,7 +60,7 @@ def snapshot(view: View) -> dict[str, Any]:
         "uptime_s": round(time.monotonic() - view.started_mono),
         "broker": {"connected": view.link.connected, "host": host, "port": port, "nodes": broker.address,
                    "protocol": view.link.protocol, "tls": broker.use_tls, "connections": view.link.connections,
-                   "failed_subscriptions": view.link.failed_subscriptions},
+                   "failed_subscriptions": view.link.subscriptions.failed()},
         "base_topic": view.catalog.base,
         "sources": sources,
         "entities": entities,

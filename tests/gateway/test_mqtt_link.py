@@ -165,7 +165,7 @@ def test_losing_a_node_moves_to_the_next_and_says_online_there(two_brokers: tupl
         sub_b.wait_for("soest/x/state", b"kept", timeout=10)
         assert link.address == ("127.0.0.1", b.port)
         # ... and the subscriptions were made again there.
-        wait_until(lambda: link.subscription_states().get("soest/gateway/refresh") == "granted", timeout=5)
+        wait_until(lambda: link.subscriptions.states().get("soest/gateway/refresh") == "granted", timeout=5)
         sub_b.close()
     finally:
         link.stop()
@@ -217,8 +217,8 @@ def test_a_refused_subscription_is_reported_and_retried(nats: int, caplog: pytes
         assert link.wait_connected(15)
         link.subscribe("soest.bad/#")
         link.subscribe("soest/gateway/refresh")
-        wait_until(lambda: link.failed_subscriptions == ["soest.bad/#"], timeout=10)
-        wait_until(lambda: link.subscription_states()["soest/gateway/refresh"] == "granted", timeout=10)
+        wait_until(lambda: link.subscriptions.failed() == ["soest.bad/#"], timeout=10)
+        wait_until(lambda: link.subscriptions.states()["soest/gateway/refresh"] == "granted", timeout=10)
         assert "refused the subscription to soest.bad/#" in caplog.text
         # Tried again with backoff (at QoS 0 the second time), and refused again.
         wait_until(lambda: caplog.text.count("refused the subscription to soest.bad/#") >= 2, timeout=10)

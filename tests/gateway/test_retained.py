@@ -50,6 +50,7 @@ def test_every_retained_message_under_two_filters_is_read(broker: Mosquitto, lin
     assert (marker.retain, marker.qos) == (False, 1)
     # will_topic=None: the link announced nothing of its own; the probe went out and was cleared.
     probe = f"{MARKER}/probe/read-1"
+    sub.wait_for(probe, b"")
     assert [(m.topic, m.payload) for m in sub.snapshot() if not m.retain] == [
         (probe, b"read-1"), (MARKER, b"read-1"), (probe, b"")]
     sub.close()
