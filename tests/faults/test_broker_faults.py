@@ -24,7 +24,7 @@ from tests.helpers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefixtures("gateway_protocol")]
 
 
 @pytest.fixture

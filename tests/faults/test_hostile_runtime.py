@@ -35,7 +35,7 @@ from tests.helpers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefixtures("gateway_protocol")]
 
 FUTURE = datetime(2126, 1, 1, tzinfo=UTC)
 TEMPERATURE = "soest/brightsky/temperature"

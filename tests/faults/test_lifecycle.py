@@ -17,7 +17,7 @@ from tests.helpers import (
     retained_tree,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefixtures("gateway_protocol")]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefixtures("gateway_protocol")]
 
 USERS = {"gateway": "gw-Secret-42", "alice": "alice-pw", "bob": "bob-pw"}
 

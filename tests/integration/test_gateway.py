@@ -34,7 +34,7 @@ from tests.helpers import (
 )
 from tests.sources import serve_default_sources
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefixtures("gateway_protocol")]
 
 @pytest.fixture
 def served(upstream) -> dict[str, str]:

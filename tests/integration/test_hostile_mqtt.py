@@ -22,7 +22,7 @@ from tests.helpers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefixtures("gateway_protocol")]
 
 BIRTH_DELAY = 0.4  # tests.helpers.write_config
 CONFIGS = "homeassistant/+/soest/+/config"

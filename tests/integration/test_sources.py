@@ -30,7 +30,7 @@ from tests.helpers import (
 )
 from tests.sources import SourceFixture, network_sources, only
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefixtures("gateway_protocol")]
 
 SOURCES = network_sources()
 BERLIN = ZoneInfo("Europe/Berlin")
