@@ -88,6 +88,7 @@ class _Connection:
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._session_over = threading.Event()
+        self._renew = threading.Event()  # the session was ended on purpose: connect again at once
         self._thread: threading.Thread | None = None
         self._connections = 0
         self._failures = 0
@@ -123,6 +124,19 @@ class _Connection:
         if self.connected:
             self._client.subscribe(topic_filter, qos=1)
 
+    def set_will(self, topic: str | None) -> None:
+        """The Last Will (and online/offline) topic, from the next connection on; ``reconnect`` makes that now."""
+        self._will_topic = topic
+
+    def reconnect(self) -> None:
+        """End the connection with a normal DISCONNECT (no Last Will fires) and connect again at once.
+
+        Nothing goes out from here until the new connection is up: publishes wait in the outbox.
+        """
+        self._renew.set()
+        self._connected.clear()
+        self._client.disconnect()
+
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
             if topic_filter in self._subscriptions:
@@ -145,6 +159,7 @@ class _Connection:
 
     def _make_client(self) -> paho.Client:
         client = new_client(self._client_id, self._broker)
+        self._client_will = self._will_topic
         if self._will_topic is not None:
             client.will_set(self._will_topic, OFFLINE, qos=1, retain=True)
         client.on_connect = self._handle_connect
@@ -176,7 +191,9 @@ class _Connection:
             while not self._session_over.wait(0.5) and not self._stopping.is_set():
                 pass
             self._client.loop_stop()
-            if not self._stopping.is_set():
+            if self._renew.is_set():
+                self._renew.clear()
+            elif not self._stopping.is_set():
                 self._failures += 1
                 self._stopping.wait(_delay(self._failures, *self._backoff))
 
@@ -214,6 +231,9 @@ class _Connection:
             self._session_over.set()
             if self._on_connect_failed is not None:
                 self._on_connect_failed(str(reason), True)
+            return
+        if self._client_will != self._will_topic:  # set_will() came while this connection was being made
+            self.reconnect()
             return
         self._refusals = 0
         self._failures = 0

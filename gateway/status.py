@@ -28,6 +28,8 @@ class View:
     started_at: datetime
     started_mono: float
     next_run: Callable[[str], datetime | None]
+    instance: str = ""
+    role: str = "active"  # "standby": another instance publishes (gateway.lease)
 
 
 def snapshot(view: View) -> dict[str, Any]:
@@ -57,6 +59,8 @@ def snapshot(view: View) -> dict[str, Any]:
         "city": view.catalog.settings.city.name,
         "started_at": iso(view.started_at),
         "uptime_s": round(time.monotonic() - view.started_mono),
+        "instance": view.instance,
+        "role": view.role,
         "broker": {"connected": view.link.connected, "host": broker.host, "port": broker.port,
                    "tls": broker.use_tls, "connections": view.link.connections},
         "base_topic": view.catalog.base,
@@ -86,21 +90,23 @@ def _entity_rows(spec: SourceSpec, store: Store, now: datetime) -> list[dict[str
 
 
 def readiness(status: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Ready = connected to the broker and at least one source delivering fresh data."""
+    """Ready = connected to the broker and at least one source delivering fresh data (a standby: connected)."""
     reasons = []
     if not status["broker"]["connected"]:
         reasons.append("not connected to the MQTT broker")
-    if not any(s["status"] == "online" for s in status["sources"].values()):
+    if status.get("role") != "standby" and not any(s["status"] == "online" for s in status["sources"].values()):
         reasons.append("no source has fresh data")
     return not reasons, reasons
 
 
-def info(catalog: Catalog, started_at: datetime) -> dict[str, Any]:
+def info(catalog: Catalog, started_at: datetime, instance: str = "", role: str = "active") -> dict[str, Any]:
     """The retained ``<base>/gateway/info`` document: what this gateway publishes and how often."""
     settings = catalog.settings
     return {
         "version": __version__,
         "started_at": iso(started_at),
+        "instance": instance,
+        "role": role,
         "city": settings.city.model_dump(),
         "base_topic": catalog.base,
         "discovery_prefix": catalog.prefix if settings.mqtt.discovery else None,
@@ -190,7 +196,7 @@ function age(s) {
 }
 function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
 function render(st) {
-  $("version").textContent = "v" + st.version + " · " + st.city;
+  $("version").textContent = "v" + st.version + " · " + st.city + (st.role === "standby" ? " · standby" : "");
   const b = st.broker;
   $("broker").innerHTML = "";
   const span = document.createElement("span");
