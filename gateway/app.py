@@ -29,13 +29,15 @@ from gateway.memory import limit_malloc_arenas, prestart_threads, release_startu
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
 from gateway.outbox import TopicClass
-from gateway.payloads import encode_json, iso
+from gateway.payloads import encode_json
 from gateway.persist import StateFile
 from gateway.pipeline import Collected, collect
 from gateway.publisher import Publisher
 from gateway.refresh import RefreshButton, is_press
 from gateway.runs import SourceState
+from gateway.saved import SavedValues
 from gateway.schedule import start_scheduler
+from gateway.standby import Identity
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ class Gateway:
 
     def __init__(self, catalog: Catalog, broker: Broker, *, http_host: str = "127.0.0.1",
                  http_port: int | None = None, metrics: Metrics | None = None,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, standby: bool = False) -> None:
         self.catalog = catalog
         self.settings = catalog.settings
         self.metrics = metrics or Metrics()
@@ -71,12 +73,12 @@ class Gateway:
         self._first_connect_done = False
         self._stopping = False
         self._dirty = False
-        self._info_mqtt: dict[str, str] | None = None
+        self._info = b""  # the info document last published
+        self._restored = False
         mqtt = self.settings.mqtt
+        self.me = me = Identity(catalog, standby, secrets.token_hex(3))
         self.link = MqttLink(
-            broker,
-            client_id=mqtt.client_id or f"{self.settings.city.slug}-gateway-{secrets.token_hex(3)}",
-            will_topic=catalog.gateway_status_topic, metrics=self.metrics, qos=mqtt.qos,
+            broker, client_id=me.client_id, will_topic=me.will_topic, metrics=self.metrics, qos=mqtt.qos,
             keepalive=mqtt.keepalive, reconnect_min=mqtt.reconnect_min, reconnect_max=mqtt.reconnect_max,
             on_connect=self._on_connect_threadsafe, on_message=self._on_message_threadsafe)
         self.publisher = Publisher(self.link, self.metrics, mqtt.message_expiry)
@@ -84,37 +86,14 @@ class Gateway:
         # Bound here, so a taken port is a start-up error and not a crash inside the event loop.
         self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes()) \
             if http_port is not None else None
-        self.state_file = StateFile(data_dir) if data_dir is not None else None
+        self.saved = SavedValues(catalog, self.store, self.link, self.publisher, data_dir)
         self.announcer = Announcer(catalog, self.link,
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
-        self._restore()
+        self.roles = me.roles(self.link, catalog, self.serve, self.unserve)
 
     @property
     def config_count(self) -> int:
         return self.announcer.config_count
-
-    # ------------------------------------------------------------------ data directory
-
-    def _restore(self) -> None:
-        if self.state_file is None:
-            return
-        entities = self.state_file.load().get("entities")
-        if not isinstance(entities, dict):
-            return
-        restored = self.store.restore(self.catalog.sources.values(), entities, time.monotonic(), datetime.now(UTC))
-        for spec, messages in restored:
-            self.link.publish_many(messages, TopicClass.STATE, self.publisher.expiry(spec))
-        count = sum(len(m) for _, m in restored)
-        if count:
-            log.info("restored %d fresh values from %s", count, self.state_file.path)
-
-    def _state_doc(self) -> dict[str, Any]:
-        """Built on the event loop, which owns the store; only writing the file may happen elsewhere."""
-        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(self.catalog.sources.values())}
-
-    def save_state(self) -> None:
-        if self.state_file is not None:
-            self.state_file.save(self._state_doc())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -125,13 +104,12 @@ class Gateway:
         if self.http is not None:
             self.http.start()
             log.info("status page and metrics on http://%s:%s/", self._http_host, self.http.port)
-        self._publish_static()
         if self.settings.mqtt.discovery:
             self.link.subscribe(self.announcer.birth_topic)
         if self.settings.mqtt.refresh_button:
             self.link.subscribe(self.catalog.refresh_topic)
+        self.roles.start()
         self.link.start()
-        self.scheduler = start_scheduler(self.catalog, self.run_source, self.tick)
         log.info("gateway %s for %s: %d sources, %d entities, base topic '%s'", __version__,
                  self.settings.city.name, len(self.catalog.sources), len(self.catalog.entities()),
                  self.catalog.base)
@@ -139,10 +117,11 @@ class Gateway:
             await stop.wait()
         finally:
             self._stopping = True
-            self.scheduler.shutdown(wait=False)
-            self.announcer.cancel()
+            self.roles.stop()
+            self.unserve()
             await asyncio.to_thread(self.link.stop)
-            self.save_state()
+            if self._restored:  # a standby that never served must not overwrite what an earlier run saved
+                self.saved.save()
             if self.http is not None:
                 self.http.stop()
             # Fetches hanging on upstream would keep the executor's threads, and so the process, alive.
@@ -151,6 +130,25 @@ class Gateway:
                 source.session.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("gateway stopped")
+
+    def serve(self) -> None:
+        """Start publishing: saved values (on the first call), the gateway's own topics, every source now."""
+        if self._restored:  # again, after a step-down: what went stale meanwhile must not go out again
+            now, mono = datetime.now(UTC), time.monotonic()
+            for spec in self.catalog.sources.values():
+                self.publisher.heartbeat(spec, self.store, mono, now)
+        else:
+            self._restored = True
+            self.saved.restore()
+        self._publish_static()
+        self.scheduler = start_scheduler(self.catalog, self.run_source, self.tick)
+
+    def unserve(self) -> None:
+        """Stop publishing (shutdown, or a standby that lost a split brain): no runs, no re-announce."""
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        self.announcer.cancel()
 
     def _run_now(self, key: str) -> None:
         job = self.scheduler.get_job(key) if self.scheduler is not None else None
@@ -171,13 +169,14 @@ class Gateway:
                               TopicClass.DIAGNOSTIC)
             self.metrics.entities.labels(source=key).set(len(spec.entities))
 
-    def _publish_info(self, mqtt: dict[str, str] | None = None) -> None:
-        """Again when the connection's protocol or node changed; replaces the copy the outbox keeps."""
-        if mqtt is not None and mqtt == self._info_mqtt:
-            return
-        self._info_mqtt = mqtt
-        self.link.publish(self.catalog.gateway_info_topic,
-                          encode_json(status.info(self.catalog, self.started_at, mqtt)), TopicClass.INFO)
+    def _publish_info(self) -> None:
+        """Again when it changed (role, the connection's protocol or node); replaces the copy the outbox keeps."""
+        mqtt = {"protocol": self.link.protocol, "node": "{}:{}".format(*self.link.address)} \
+            if self.link.connected else None
+        info = encode_json(status.info(self.catalog, self.started_at, self.me.instance, self.roles.role, mqtt))
+        if info != self._info:
+            self._info = info
+            self.link.publish(self.catalog.gateway_info_topic, info, TopicClass.INFO)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -191,7 +190,7 @@ class Gateway:
 
         def view() -> status.View:
             return status.View(self.catalog, self.sources, self.store, self.link, self.started_at,
-                               self.started_mono, self._next_run)
+                               self.started_mono, self._next_run, self.me.instance, self.roles.role)
 
         return status.routes(lambda: on_loop(lambda: status.snapshot(view())), lambda: on_loop(lambda: None))
 
@@ -203,29 +202,34 @@ class Gateway:
 
     def _on_message_threadsafe(self, topic: str, payload: bytes, retain: bool) -> None:
         """On the MQTT thread: a reconciliation read takes its messages; commands go to the event loop."""
-        if self.announcer.reader.offer(topic, payload, retain) or len(payload) > MAX_COMMAND_PAYLOAD:
+        if self.roles.offer(topic, payload, retain) or self.announcer.reader.offer(topic, payload, retain) \
+                or len(payload) > MAX_COMMAND_PAYLOAD:
             return
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_message, topic, payload, retain)
 
     def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
+        if self.scheduler is None:
+            return
         if topic == self.announcer.birth_topic:
             self.announcer.on_birth(payload)
         elif topic == self.catalog.refresh_topic and is_press(payload, retain):
             self.refresh.press(time.monotonic())
 
     async def _on_connect(self) -> None:
+        self.roles.connected()
+        if self.scheduler is None:
+            return
         first = not self._first_connect_done
         self._first_connect_done = True
-        host, port = self.link.address
-        self._publish_info({"protocol": self.link.protocol, "node": f"{host}:{port}"})
+        self._publish_info()
         if self.settings.mqtt.discovery:
             if first:
                 # Changed configs went out during reconciliation; unchanged ones are on the broker.
-                await self.announcer.reconcile(self._executor, lambda: self._stopping)
+                await self.announcer.reconcile(self._executor, lambda: self._stopping or self.scheduler is None)
             else:
                 self.announcer.send_all()
-        if self._stopping:
+        if self._stopping or self.scheduler is None:
             return
         # After a reconnect everything goes again (the broker may have lost its retained store);
         # on the first connect only what was kept while we were not yet connected.
@@ -257,6 +261,8 @@ class Gateway:
             outcome = runs.settle(spec, state, self.store, result, fetched_at, time.monotonic())
         finally:
             self.metrics.fetch_duration.labels(source=key).observe(time.perf_counter() - started)
+        if self.scheduler is None:  # stepped down while this fetch ran
+            return
         self._dirty |= self.publisher.publish(spec, outcome)
         self.first_runs.done(key, self.store)
 
@@ -271,11 +277,11 @@ class Gateway:
         for spec in self.catalog.sources.values():
             self.publisher.heartbeat(spec, self.store, mono, now)
         trim_heap()
-        if self._dirty and self.state_file is not None:
+        if self._dirty and self.saved.file is not None:
             self._dirty = False
             # The fetch pool has a thread to spare for this; no lazily started default executor.
             assert self._loop is not None
-            await self._loop.run_in_executor(self._executor, self.state_file.save, self._state_doc())
+            await self._loop.run_in_executor(self._executor, self.saved.file.save, self.saved.doc())
         for key, spec in self.catalog.sources.items():
             try:
                 self._reevaluate(spec, self.sources[key], now, mono)

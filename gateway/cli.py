@@ -32,6 +32,7 @@ from gateway.config import (
     echo,
     load,
     load_broker,
+    parse_flag,
 )
 from gateway.errors import ConfigError, GatewayError, SourceError
 
@@ -111,6 +112,12 @@ def _global_options(parser: argparse.ArgumentParser, env: Mapping[str, str] | No
                         choices=LOG_FORMATS, help="[GATEWAY_LOG_FORMAT] (default: text)")
 
 
+def _standby_flag(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--standby", action="store_true", default=default,
+                        help="take over only when the active instance's heartbeat stops; publish nothing "
+                             "until then [GATEWAY_STANDBY] (see docs/deployment.md)")
+
+
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     # Global options are accepted before and after the command. The subcommands' copies default to
     # SUPPRESS: a real default there would overwrite a value given before the command.
@@ -120,10 +127,12 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
                                      description="Open city data to MQTT with Home Assistant discovery.")
     _global_options(parser, os.environ if env is None else env)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _standby_flag(parser, None)  # a run option, but accepted before the command like the global ones
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run the gateway (the default)")
     _broker_flags(run)
+    _standby_flag(run, argparse.SUPPRESS)
     run.add_argument("--http-port", default=None,
                      help=f"metrics/health port, 'off' to disable [GATEWAY_HTTP_PORT] (default {DEFAULT_HTTP_PORT})")
     run.add_argument("--http-host", default=None,
@@ -184,7 +193,7 @@ def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None) -> int:
         cat = catalog.build(loaded, ADAPTERS)
         if command == "check-config":
             load_broker(env)
-            _http_port(args, env), _http_host(args, env), _data_dir(args, env)  # the variables run reads
+            _http_port(args, env), _http_host(args, env), _data_dir(args, env), _standby(args, env)  # what run reads
             return _check_config(loaded, cat)
         if command == "topics":
             return _topics(cat)
@@ -324,14 +333,23 @@ def _data_dir(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
     return path
 
 
+def _standby(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
+    if getattr(args, "standby", None):
+        return True
+    raw = env.get("GATEWAY_STANDBY")
+    return raw is not None and parse_flag(raw, "GATEWAY_STANDBY")
+
+
 def _run(cat: catalog.Catalog, broker: Broker, args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from gateway.app import Gateway
 
     http_port = _http_port(args, env)
     http_host = _http_host(args, env)
     data_dir = _data_dir(args, env)
+    standby = _standby(args, env)
     try:
-        gateway = Gateway(cat, broker, http_host=http_host, http_port=http_port, data_dir=data_dir)
+        gateway = Gateway(cat, broker, http_host=http_host, http_port=http_port, data_dir=data_dir,
+                          standby=standby)
     except ssl.SSLError as exc:
         raise ConfigError(f"TLS certificate or key files (GATEWAY_MQTT_TLS_*): {exc}") from None
     except OSError as exc:

@@ -31,6 +31,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from gateway import ha
 from gateway.errors import ConfigError
+from gateway.lease import DEFAULT_LEASE, LEASE_MAX, LEASE_MIN
 from gateway.schedule import cron_trigger
 from gateway.topics import KEY_RE, RESERVED_ENTITY_KEYS, RESERVED_SOURCE_KEYS, ROOT_SEGMENT_RE
 from gateway.zones import check_timezone
@@ -105,6 +106,7 @@ BirthDelay = duration(maximum=600.0)
 ReconnectMin = duration(maximum=600.0)
 ReconnectMax = duration(maximum=3600.0)
 HostInterval = duration(maximum=3600.0, allow_zero=True)
+LeaseTime = duration(minimum=LEASE_MIN, maximum=LEASE_MAX)
 def _check_key(value: str) -> str:
     if not isinstance(value, str) or not KEY_RE.match(value):
         raise ValueError(f"{echo(value)} is not a valid key (lower-case letters, digits, '_' or '-')")
@@ -160,6 +162,8 @@ class Mqtt(_Model):
     message_expiry: bool = True
     # On a city broker residents cannot write, so a button they cannot use is better left out.
     refresh_button: bool = True
+    # Only with --standby: the active instance's heartbeat lease (gateway.lease).
+    lease: LeaseTime = DEFAULT_LEASE
 
     @model_validator(mode="after")
     def _backoff(self) -> Mqtt:
@@ -418,6 +422,14 @@ BROKER_ENV = {
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_flag(value: str, origin: str) -> bool:
+    """A yes/no environment variable, or ConfigError naming ``origin``."""
+    text = value.strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise ConfigError(f"{origin}: {echo(value)} is not a boolean (use true or false)")
+    return text in _TRUE
 
 
 def load_broker(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> Broker:

@@ -21,12 +21,15 @@ CONTRACT: tuple[TopicRule, ...] = (
     TopicRule("{base}/gateway/status", "publish", True, "`online` / `offline`",
               "Gateway availability. Also the MQTT Last Will, so it turns `offline` when the gateway dies."),
     TopicRule("{base}/gateway/info", "publish", True, "JSON",
-              "Version, start time, city, topic roots, and each source with its adapter, schedule, "
-              "`max_age_s`, `expire_after_s`, entities and licence."),
+              "Version, start time, `instance` (this gateway's id) and `role`, city, topic roots, and each source "
+              "with its adapter, schedule, `max_age_s`, `expire_after_s`, entities and licence."),
     TopicRule("{base}/gateway/version", "publish", True, "text",
               "The gateway's version (diagnostic entity)."),
     TopicRule("{base}/gateway/started_at", "publish", True, "ISO 8601 timestamp",
               "When the gateway started (the \"Uptime\" diagnostic entity)."),
+    TopicRule("{base}/gateway/lease", "publish", True, "JSON",
+              "Only with `--standby`: the active instance's heartbeat every `mqtt.lease`/3 (`instance`, `since`, "
+              "`lease_s`, `seq`); standby instances watch it and take over after one silent lease."),
     TopicRule("{base}/gateway/refresh", "subscribe", False, "`PRESS`",
               "Command: fetch the sources that are due now (HA's \"Refresh all sources\" button); a source "
               "is refetched only if its last run is older than min(interval, max(60 s, interval / 10)); "

@@ -102,6 +102,7 @@ class _Connection:
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._session_over = threading.Event()
+        self._renew = threading.Event()  # the session was ended on purpose: connect again at once
         self._thread: threading.Thread | None = None
         self._connections = 0
         self._refusals = 0
@@ -134,11 +135,6 @@ class _Connection:
         return self._address
 
     @property
-    def expiry_supported(self) -> bool:
-        """MQTT 5 message expiry: the broker drops stale retained values by itself."""
-        return self._protocol == MQTT5
-
-    @property
     def subscriptions(self) -> Subscriptions:
         """What the broker answered to each subscription (``states()``, ``failed()``)."""
         return self._subs
@@ -154,6 +150,16 @@ class _Connection:
         """Subscribe now and after every reconnect."""
         if self._subs.add(topic_filter) and self.connected:
             self._subs.send(self._client, topic_filter)
+
+    def set_will(self, topic: str | None) -> None:
+        """The Last Will (and online/offline) topic, from the next connection on; ``reconnect`` makes that now."""
+        self._will_topic = topic
+
+    def reconnect(self) -> None:
+        """DISCONNECT (no Last Will fires) and connect again at once; publishes wait in the outbox meanwhile."""
+        self._renew.set()
+        self._connected.clear()
+        self._client.disconnect()
 
     def unsubscribe(self, topic_filter: str) -> None:
         self._subs.remove(topic_filter)
@@ -175,6 +181,7 @@ class _Connection:
 
     def _make_client(self) -> paho.Client:
         client = new_client(self._client_id, self._broker, self._protocol)
+        self._client_will = self._will_topic
         if self._will_topic is not None:
             client.will_set(self._will_topic, OFFLINE, qos=1, retain=True)
         client.on_connect = self._handle_connect
@@ -205,6 +212,9 @@ class _Connection:
                 self._client.loop_stop()
                 if self._stopping.is_set():
                     break
+                if self._renew.is_set():  # ended on purpose (a new Last Will): the same node, at once
+                    self._renew.clear()
+                    continue
                 if self._retry_now:  # the same node again, in the version it turned out to speak
                     self._retry_now = False
                     continue
@@ -215,11 +225,7 @@ class _Connection:
         host, port = self._address
         self._connack = False
         try:
-            if self._protocol == MQTT5:
-                self._client.connect(host, port, keepalive=self._keepalive, clean_start=True,
-                                     properties=_connect_properties(self._max_packet))
-            else:
-                self._client.connect(host, port, keepalive=self._keepalive)
+            _open(self._client, host, port, self._protocol, self._keepalive, self._max_packet)
         except (OSError, ValueError) as exc:  # ssl.SSLError and unreadable TLS files are OSErrors
             log.log(_level(self._nodes.failures + 1, logging.WARNING), "cannot reach MQTT broker %s:%s (%s); "
                     "retrying with backoff", host, port, _reason(exc))
@@ -238,12 +244,8 @@ class _Connection:
 
     def _fall_back(self, why: str) -> bool:
         """With protocol auto, try MQTT 3.1.1 on a node that would not take MQTT 5; False if not applicable."""
-        if not self._nodes.fall_back(self._address, self._protocol):
-            return False
-        self._retry_now = True
-        level = logging.INFO if self._nodes.first_fallback(self._address) else logging.DEBUG
-        log.log(level, "MQTT broker %s:%s %s; trying MQTT 3.1.1", *self._address, why)
-        return True
+        self._retry_now = self._nodes.fall_back(self._address, self._protocol, why)
+        return self._retry_now
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
 
@@ -261,6 +263,9 @@ class _Connection:
             self._session_over.set()
             if self._on_connect_failed is not None:
                 self._on_connect_failed(str(reason), True)
+            return
+        if self._client_will != self._will_topic:  # set_will() came while this connection was being made
+            self.reconnect()
             return
         self._refusals = 0
         self._nodes.connected()
@@ -282,17 +287,9 @@ class _Connection:
 
     def _handle_subscribe(self, client: paho.Client, userdata: object, mid: int,
                           reasons: list[ReasonCode], properties: object) -> None:
-        granted = bool(reasons) and not any(r.is_failure for r in reasons)
-        answer = self._subs.answered(mid, granted)
-        if answer is None:
-            return
-        if not answer.granted:
-            log.log(_level(answer.failures, logging.WARNING), "MQTT broker %s:%s refused the subscription to %s "
-                    "(%s); trying again in %.0f s", *self._address, answer.topic_filter,
-                    reasons[0] if reasons else "no reason", answer.retry_in)
-        elif answer.failures:
-            log.warning("subscribed to %s at QoS %d after %d refusals", answer.topic_filter, answer.qos,
-                        answer.failures)
+        refused = [r for r in reasons if r.is_failure] if reasons else ["no reason given"]
+        host, port = self._address
+        self._subs.answered(mid, not refused, f"{host}:{port}", str(refused[0]) if refused else "")
 
     def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object,
                            reason: ReasonCode, properties: object) -> None:
@@ -352,6 +349,11 @@ class MqttLink(_Connection):
         self._expiry_props: dict[int, Properties] = {}
         self._counters = {c: metrics.publishes.labels(kind=c.label) for c in TopicClass}
         self._last_info: paho.MQTTMessageInfo | None = None
+
+    @property
+    def expiry_supported(self) -> bool:
+        """MQTT 5 message expiry: the broker drops stale retained values by itself."""
+        return self._protocol == MQTT5
 
     def publish(self, topic: str, payload: bytes, cls: TopicClass, *, retain: bool = True,
                 expiry: int | None = None) -> None:
@@ -480,6 +482,14 @@ class MqttLink(_Connection):
 def _level(count: int, level: int) -> int:
     """Log the 1st, 10th and every 100th repetition at ``level``, the rest at debug."""
     return level if count in (1, 10) or count % 100 == 0 else logging.DEBUG
+
+
+def _open(client: paho.Client, host: str, port: int, protocol: str, keepalive: int, max_packet: int | None) -> None:
+    """CONNECT in the given version: clean_start and properties exist in MQTT 5 only."""
+    if protocol == MQTT5:
+        client.connect(host, port, keepalive=keepalive, clean_start=True, properties=_connect_properties(max_packet))
+    else:
+        client.connect(host, port, keepalive=keepalive)
 
 
 def _connect_properties(max_packet: int | None) -> Properties | None:

@@ -7,8 +7,10 @@ when every node failed in a row does the capped exponential backoff start.
 
 from __future__ import annotations
 
+import logging
 import random
 
+log = logging.getLogger("gateway.mqtt")
 Endpoint = tuple[str, int]
 MQTT5 = "5"
 MQTT311 = "3.1.1"
@@ -60,18 +62,15 @@ class Nodes:
         rounds, within = divmod(self.failures, count)
         return random.uniform(0.05, 0.2) if within else backoff(max(rounds, 1), *self.backoff_s)
 
-    def fall_back(self, endpoint: Endpoint, protocol: str) -> bool:
-        """``endpoint`` would not take ``protocol``: True if 3.1.1 is to be tried there now."""
+    def fall_back(self, endpoint: Endpoint, protocol: str, why: str) -> bool:
+        """``endpoint`` would not take ``protocol``: True if 3.1.1 is to be tried there now (logged once a node)."""
         if self.choice != "auto" or protocol != MQTT5:
             return False
         self._spoken[endpoint] = MQTT311
-        return True
-
-    def first_fallback(self, endpoint: Endpoint) -> bool:
-        """True the first time only, so the fallback is logged once per node."""
-        first = endpoint not in self._fell_back
+        level = logging.INFO if endpoint not in self._fell_back else logging.DEBUG
         self._fell_back.add(endpoint)
-        return first
+        log.log(level, "MQTT broker %s:%s %s; trying MQTT 3.1.1", *endpoint, why)
+        return True
 
     def unanswered(self, endpoint: Endpoint) -> None:
         """Neither version got an answer: MQTT 5 first again next time, it may have been the network."""

@@ -28,6 +28,8 @@ class View:
     started_at: datetime
     started_mono: float
     next_run: Callable[[str], datetime | None]
+    instance: str = ""
+    role: str = "active"  # "standby": another instance publishes (gateway.lease)
 
 
 def snapshot(view: View) -> dict[str, Any]:
@@ -58,6 +60,8 @@ def snapshot(view: View) -> dict[str, Any]:
         "city": view.catalog.settings.city.name,
         "started_at": iso(view.started_at),
         "uptime_s": round(time.monotonic() - view.started_mono),
+        "instance": view.instance,
+        "role": view.role,
         "broker": {"connected": view.link.connected, "host": host, "port": port, "nodes": broker.address,
                    "protocol": view.link.protocol, "tls": broker.use_tls, "connections": view.link.connections,
                    "failed_subscriptions": view.link.subscriptions.failed()},
@@ -88,18 +92,19 @@ def _entity_rows(spec: SourceSpec, store: Store, now: datetime) -> list[dict[str
 
 
 def readiness(status: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Ready = connected to the broker and at least one source delivering fresh data."""
+    """Ready = connected to the broker and at least one source delivering fresh data (a standby: connected)."""
     reasons = []
     if not status["broker"]["connected"]:
         reasons.append("not connected to the MQTT broker")
     for topic_filter in status["broker"].get("failed_subscriptions", ()):
         reasons.append(f"the broker refused the subscription to {topic_filter}; retrying")
-    if not any(s["status"] == "online" for s in status["sources"].values()):
+    if status.get("role") != "standby" and not any(s["status"] == "online" for s in status["sources"].values()):
         reasons.append("no source has fresh data")
     return not reasons, reasons
 
 
-def info(catalog: Catalog, started_at: datetime, mqtt: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def info(catalog: Catalog, started_at: datetime, instance: str = "", role: str = "active",
+         mqtt: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The retained ``<base>/gateway/info`` document: what this gateway publishes and how often.
 
     ``mqtt``: the connection as negotiated (protocol version, node), once connected.
@@ -108,6 +113,8 @@ def info(catalog: Catalog, started_at: datetime, mqtt: Mapping[str, Any] | None 
     return {
         "version": __version__,
         "started_at": iso(started_at),
+        "instance": instance,
+        "role": role,
         "mqtt": dict(mqtt) if mqtt else None,
         "city": settings.city.model_dump(),
         "base_topic": catalog.base,
@@ -198,7 +205,7 @@ function age(s) {
 }
 function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
 function render(st) {
-  $("version").textContent = "v" + st.version + " · " + st.city;
+  $("version").textContent = "v" + st.version + " · " + st.city + (st.role === "standby" ? " · standby" : "");
   const b = st.broker;
   $("broker").innerHTML = "";
   const span = document.createElement("span");

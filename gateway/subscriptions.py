@@ -7,6 +7,7 @@ commands (a button press, Home Assistant's birth) survive QoS 0.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 from gateway.nodes import backoff
 
+log = logging.getLogger("gateway.mqtt")
 RETRY_S = (1.0, 30.0)
 
 
@@ -97,8 +99,8 @@ class Subscriptions:
         with self._lock:
             return [f for f, w in self._wanted.items() if w.state == "failed" and w.retry_at <= now]
 
-    def answered(self, mid: int, granted: bool) -> Answer | None:
-        """A SUBACK for ``mid``; None if it was for a filter no longer wanted."""
+    def answered(self, mid: int, granted: bool, node: str = "", reason: str = "") -> Answer | None:
+        """A SUBACK for ``mid`` from ``node`` (logged); None if it was for a filter no longer wanted."""
         with self._lock:
             topic_filter = self._mids.pop(mid, None)
             wanted = self._wanted.get(topic_filter) if topic_filter is not None else None
@@ -107,9 +109,20 @@ class Subscriptions:
             if granted:
                 answer = Answer(topic_filter, True, wanted.qos, wanted.failures, 0.0)
                 wanted.state, wanted.failures = "granted", 0
-                return answer
-            wanted.failures += 1
-            wanted.state = "failed"
-            delay = backoff(wanted.failures, *RETRY_S)
-            wanted.retry_at = time.monotonic() + delay
-            return Answer(topic_filter, False, wanted.qos, wanted.failures, delay)
+            else:
+                wanted.failures += 1
+                wanted.state = "failed"
+                delay = backoff(wanted.failures, *RETRY_S)
+                wanted.retry_at = time.monotonic() + delay
+                answer = Answer(topic_filter, False, wanted.qos, wanted.failures, delay)
+        if not granted:
+            log.log(_level(answer.failures), "MQTT broker %s refused the subscription to %s (%s); trying again "
+                    "in %.0f s", node, topic_filter, reason, answer.retry_in)
+        elif answer.failures:
+            log.warning("subscribed to %s at QoS %d after %d refusals", topic_filter, answer.qos, answer.failures)
+        return answer
+
+
+def _level(count: int) -> int:
+    """The 1st, 10th and every 100th refusal of a filter as a warning, the rest at debug."""
+    return logging.WARNING if count in (1, 10) or count % 100 == 0 else logging.DEBUG

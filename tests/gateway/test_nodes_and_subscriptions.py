@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from gateway.nodes import MQTT5, MQTT311, Nodes
 from gateway.subscriptions import Subscriptions
 
@@ -31,21 +35,24 @@ def test_a_single_node_backs_off_from_the_first_failure():
     assert 1.0 <= nodes.pause() <= 2.0
 
 
-def test_auto_falls_back_per_node_and_forgets_when_neither_version_answered():
+def test_auto_falls_back_per_node_and_forgets_when_neither_version_answered(caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG, logger="gateway.mqtt")
     nodes = Nodes([A, B], "auto", (1.0, 60.0))
-    assert nodes.fall_back(A, MQTT5)
+    assert nodes.fall_back(A, MQTT5, "refused")
     assert nodes.protocol_for(A) == MQTT311
     assert nodes.protocol_for(B) == MQTT5
-    assert not nodes.fall_back(A, MQTT311)  # nothing below 3.1.1
-    assert nodes.first_fallback(A)
-    assert not nodes.first_fallback(A)
+    assert not nodes.fall_back(A, MQTT311, "refused")  # nothing below 3.1.1
     nodes.unanswered(A)
     assert nodes.protocol_for(A) == MQTT5
+    assert nodes.fall_back(A, MQTT5, "refused")
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert logged == [(logging.INFO, "MQTT broker a:1883 refused; trying MQTT 3.1.1"),
+                      (logging.DEBUG, "MQTT broker a:1883 refused; trying MQTT 3.1.1")]  # once a node
 
 
 def test_a_fixed_version_never_falls_back():
     nodes = Nodes([A], "5", (1.0, 60.0))
-    assert not nodes.fall_back(A, MQTT5)
+    assert not nodes.fall_back(A, MQTT5, "refused")
     assert Nodes([A], "3.1.1", (1.0, 60.0)).next() == (A, MQTT311)
 
 

@@ -1,0 +1,53 @@
+"""The last values in the data directory: put back on the broker when serving starts, saved on ticks and at exit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.catalog import Catalog
+from gateway.mqtt import MqttLink
+from gateway.outbox import TopicClass
+from gateway.payloads import iso
+from gateway.persist import StateFile
+from gateway.publisher import Publisher
+from gateway.store import Store
+
+log = logging.getLogger("gateway.app")
+
+
+class SavedValues:
+    """``state.json`` of one gateway; with no data directory every method does nothing."""
+
+    def __init__(self, catalog: Catalog, store: Store, link: MqttLink, publisher: Publisher,
+                 directory: Path | None) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.link = link
+        self.publisher = publisher
+        self.file = StateFile(directory) if directory is not None else None
+
+    def restore(self) -> None:
+        """Fresh saved values into the store and the outbox (they go out on the next connect)."""
+        if self.file is None:
+            return
+        entities = self.file.load().get("entities")
+        if not isinstance(entities, dict):
+            return
+        restored = self.store.restore(self.catalog.sources.values(), entities, time.monotonic(), datetime.now(UTC))
+        for spec, messages in restored:
+            self.link.publish_many(messages, TopicClass.STATE, self.publisher.expiry(spec))
+        count = sum(len(m) for _, m in restored)
+        if count:
+            log.info("restored %d fresh values from %s", count, self.file.path)
+
+    def doc(self) -> dict[str, Any]:
+        """Built on the event loop, which owns the store; only writing the file may happen elsewhere."""
+        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(self.catalog.sources.values())}
+
+    def save(self) -> None:
+        if self.file is not None:
+            self.file.save(self.doc())
