@@ -151,7 +151,8 @@ def test_losing_a_node_moves_to_the_next_and_says_online_there(two_brokers: tupl
     a, b = two_brokers
     links: list[MqttLink] = []
     # As the gateway does: on every connect, the kept retained messages go out again.
-    link = _link(Broker(host=f"127.0.0.1:{a.port},127.0.0.1:{b.port}"), on_connect=lambda first: links and links[0].republish())
+    nodes = Broker(host=f"127.0.0.1:{a.port},127.0.0.1:{b.port}")
+    link = _link(nodes, on_connect=lambda first: links and links[0].republish())
     links.append(link)
     try:
         assert link.wait_connected(10)
