@@ -351,6 +351,19 @@ def check_hosts(value: object) -> str:
     return value
 
 
+MAX_INFLIGHT_WINDOW = 65_535  # paho numbers messages 1..65535
+
+
+def check_inflight(value: object) -> int | str:
+    """``auto`` or a number of unacknowledged QoS 1 messages, or ValueError saying so."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if _DIGITS_RE.match(text) and 1 <= int(text) <= MAX_INFLIGHT_WINDOW:
+        return int(text)
+    raise ValueError(f"{echo(value)} is not 'auto' or a number of messages (1-{MAX_INFLIGHT_WINDOW})")
+
+
 def check_port(value: object, origin: str) -> object:
     """An ASCII port number as text stays text for pydantic; anything else digit-like is refused."""
     if isinstance(value, str) and not _DIGITS_RE.match(value.strip()):
@@ -372,6 +385,7 @@ class Broker(_Model):
     host: Annotated[str, BeforeValidator(check_hosts)] = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    inflight: Annotated[int | str, BeforeValidator(check_inflight)] = "auto"
     username: str | None = None
     password: SecretStr | None = None
     tls: bool = False
@@ -411,6 +425,7 @@ BROKER_ENV = {
     "host": "GATEWAY_MQTT_HOST",
     "port": "GATEWAY_MQTT_PORT",
     "protocol": "GATEWAY_MQTT_PROTOCOL",
+    "inflight": "GATEWAY_MQTT_INFLIGHT",
     "username": "GATEWAY_MQTT_USERNAME",
     "password": "GATEWAY_MQTT_PASSWORD",
     "password_file": "GATEWAY_MQTT_PASSWORD_FILE",

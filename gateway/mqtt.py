@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as paho
@@ -21,7 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import Broker
-from gateway.flow import AckWindow
+from gateway.flow import NEAR_WINDOW, AckWindow, window_for
 from gateway.metrics import Metrics
 from gateway.nodes import MQTT5, MQTT311, Nodes
 from gateway.outbox import Outbox, TopicClass
@@ -35,9 +36,6 @@ log = logging.getLogger(__name__)
 # broker then drops bigger messages instead of sending them. The biggest thing the gateway ever
 # receives is a retained discovery config of its own (about 1 KB); commands are a few bytes.
 MAX_INCOMING_PACKET = 64 * 1024
-# paho walks its in-flight table on every acknowledgement: a small window is much faster
-# (about 27,000 msg/s at 20 against 15,000 at 1,000 on the bench machine).
-MAX_INFLIGHT = 20
 
 
 # Protocol versions by the names GATEWAY_MQTT_PROTOCOL uses.
@@ -47,7 +45,7 @@ UNSUPPORTED_PROTOCOL = 132
 CLOSED_BEFORE_CONNACK = "closed the connection before answering CONNECT"
 
 
-def new_client(client_id: str, broker: Broker, protocol: str = MQTT5) -> paho.Client:
+def new_client(client_id: str, broker: Broker, protocol: str = MQTT5, inflight: int = NEAR_WINDOW) -> paho.Client:
     """A paho client for one connection attempt; the one place that picks the protocol version."""
     # MQTT 3.1.1 sets its clean session here, MQTT 5 its clean start in connect().
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=PROTOCOLS[protocol],
@@ -56,7 +54,7 @@ def new_client(client_id: str, broker: Broker, protocol: str = MQTT5) -> paho.Cl
     # 0 = no limit in paho; bounded anyway, because each connection gets a fresh client and
     # nothing is published while disconnected (latest values wait in the outbox).
     client.max_queued_messages_set(0)
-    client.max_inflight_messages_set(MAX_INFLIGHT)
+    client.max_inflight_messages_set(inflight)
     return client
 
 
@@ -168,19 +166,24 @@ class _Connection:
 
     # ------------------------------------------------------------------ hooks for the sending side
 
-    def _session_started(self, client: paho.Client) -> None:
-        """On paho's network thread, after subscribing and before ``connected`` turns true."""
+    def _session_started(self, client: paho.Client) -> bool:
+        """On paho's network thread, before ``connected`` turns true; False: call ``_session_ready`` later."""
+        return True
 
     def _session_ended(self) -> None:
         """The connection is gone, with whatever was in flight on it."""
 
-    def _acked(self) -> None:
-        """The broker acknowledged a QoS 1 publish."""
+    def _acked(self, mid: int) -> None:
+        """The broker acknowledged the QoS 1 publish ``mid``."""
+
+    def _inflight(self) -> int:
+        """The in-flight window for the next client."""
+        return NEAR_WINDOW if self._broker.inflight == "auto" else int(self._broker.inflight)
 
     # ------------------------------------------------------------------ the loop
 
     def _make_client(self) -> paho.Client:
-        client = new_client(self._client_id, self._broker, self._protocol)
+        client = new_client(self._client_id, self._broker, self._protocol, self._inflight())
         self._client_will = self._will_topic
         if self._will_topic is not None:
             client.will_set(self._will_topic, OFFLINE, qos=1, retain=True)
@@ -188,7 +191,7 @@ class _Connection:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
-        client.on_publish = lambda *args: self._acked()
+        client.on_publish = lambda c, u, mid, *rest: self._acked(mid)
         return client
 
     def _run(self) -> None:
@@ -234,14 +237,6 @@ class _Connection:
             return False
         return True
 
-    def _disconnect(self, timeout: float) -> None:
-        self._stopping.set()
-        self._client.disconnect()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._connected.clear()
-        self._metrics.connected.set(0)
-
     def _fall_back(self, why: str) -> bool:
         """With protocol auto, try MQTT 3.1.1 on a node that would not take MQTT 5; False if not applicable."""
         self._retry_now = self._nodes.fall_back(self._address, self._protocol, why)
@@ -269,14 +264,18 @@ class _Connection:
             return
         self._refusals = 0
         self._nodes.connected()
+        log.info("connected to MQTT broker %s:%s (MQTT %s)", host, port, self._protocol)
+        if self._session_started(client):
+            self._session_ready(client)
+
+    def _session_ready(self, client: paho.Client) -> None:
+        """Subscribe, and tell the owner: from now on ``connected`` is true."""
         self._connections += 1
         if self._connections > 1:
             self._metrics.reconnects.inc()
-        log.info("connected to MQTT broker %s:%s (MQTT %s)", host, port, self._protocol)
         subscriptions = self._subs.new_session()
         for topic_filter in subscriptions:
             self._subs.send(client, topic_filter)
-        self._session_started(client)
         self._connected.set()
         # subscribe() calls that came between new_session() and set() sent nothing.
         for topic_filter in set(self._subs.states()) - set(subscriptions):
@@ -341,6 +340,8 @@ class MqttLink(_Connection):
         on_connect_failed: Callable[[str, bool], object] | None = None,
         on_message: Callable[[str, bytes, bool], object] | None = None,
     ) -> None:
+        self._probe: tuple[int, float, paho.Client] | None = None  # mid, sent at, client
+        self._windows: dict[tuple[str, int], int] = {}  # node -> the in-flight window that suits it
         super().__init__(broker, client_id, will_topic, metrics, keepalive, (reconnect_min, reconnect_max),
                          max_packet, on_connect, on_connect_failed, on_message)
         self._qos = qos
@@ -431,7 +432,11 @@ class MqttLink(_Connection):
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 log.warning("could not confirm the offline status before shutdown")
-        self._disconnect(timeout)
+        self._client.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._connected.clear()
+        self._metrics.connected.set(0)
 
     # ------------------------------------------------------------------ sending
 
@@ -466,17 +471,42 @@ class MqttLink(_Connection):
 
     # ------------------------------------------------------------------ hooks (network thread)
 
-    def _session_started(self, client: paho.Client) -> None:
+    def _session_started(self, client: paho.Client) -> bool:
         self._window.on_network_thread()
-        if self._will_topic is not None:
-            client.publish(self._will_topic, ONLINE, qos=1, retain=True)
-            self._counters[TopicClass.AVAILABILITY].inc()
+        if self._will_topic is None:
+            return True
+        info = client.publish(self._will_topic, ONLINE, qos=1, retain=True)
+        self._counters[TopicClass.AVAILABILITY].inc()
+        if self._broker.inflight != "auto" or self._address in self._windows:
+            return True
+        # A node seen for the first time: the acknowledgement of ``online`` shows how long it takes to
+        # store a retained message, and so which in-flight window suits it (paho fixes the window
+        # per connection: a different one means connecting again, before anything else went out).
+        self._probe = (info.mid, time.perf_counter(), client)
+        return False
 
     def _session_ended(self) -> None:
+        self._probe = None
         self._window.reset()  # the outbox re-sends what mattered
 
-    def _acked(self) -> None:
+    def _acked(self, mid: int) -> None:
         self._window.acked()
+        probe = self._probe
+        if probe is None or probe[0] != mid:
+            return
+        self._probe = None
+        latency = time.perf_counter() - probe[1]
+        window = self._windows[self._address] = window_for(latency)
+        if window == NEAR_WINDOW:
+            self._session_ready(probe[2])
+            return
+        log.info("MQTT broker %s:%s acknowledges in %.0f ms: in-flight window %d", *self._address,
+                 latency * 1000, window)
+        self.reconnect()
+
+    def _inflight(self) -> int:
+        return self._windows.get(self._address, NEAR_WINDOW) if self._broker.inflight == "auto" \
+            else int(self._broker.inflight)
 
 
 def _level(count: int, level: int) -> int:

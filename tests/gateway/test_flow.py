@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-from gateway.flow import AckWindow
+import pytest
+
+from gateway.config import ConfigError, load_broker
+from gateway.flow import FAR_WINDOW_MAX, NEAR_WINDOW, AckWindow, window_for
 
 
 def _full(limit: int = 10) -> AckWindow:
@@ -64,3 +67,16 @@ def test_the_network_thread_never_waits():
     assert len(took) == 1
     assert took[0] < 5
     assert _waited(window, 0.3) >= 0.25  # other threads still do
+
+
+def test_the_window_grows_with_the_brokers_ack_latency():
+    assert window_for(0.0003) == NEAR_WINDOW  # Mosquitto on loopback
+    assert window_for(0.027) == 675  # a replicated JetStream write: 730 msg/s at 20, now ~25,000/s
+    assert window_for(5.0) == FAR_WINDOW_MAX
+
+
+def test_the_inflight_setting_is_auto_or_a_number():
+    assert load_broker({}).inflight == "auto"
+    assert load_broker({"GATEWAY_MQTT_INFLIGHT": "500"}).inflight == 500
+    with pytest.raises(ConfigError, match=r"GATEWAY_MQTT_INFLIGHT: '0' is not 'auto' or a number of messages"):
+        load_broker({"GATEWAY_MQTT_INFLIGHT": "0"})
