@@ -55,6 +55,8 @@ NEAR_WINDOW = 20
 FAR_WINDOW_MAX = 2_000
 # The rate a far broker's window is sized for: about what paho manages at all.
 TARGET_RATE = 25_000
+# Below this an ack comes from a near broker: switching windows means reconnecting, not worth it.
+FAR_LATENCY_S = 0.010
 
 
 def window_for(ack_latency_s: float) -> int:
@@ -64,4 +66,6 @@ def window_for(ack_latency_s: float) -> int:
     JetStream: tens of milliseconds), so a window of 20 caps it at a few hundred messages a
     second; the window then grows with the latency (rate = window / latency), within bounds.
     """
+    if ack_latency_s < FAR_LATENCY_S:  # a near broker, perhaps on a busy machine: keep the fast small window
+        return NEAR_WINDOW
     return max(NEAR_WINDOW, min(FAR_WINDOW_MAX, round(ack_latency_s * TARGET_RATE)))
