@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The README's test command, and what CI runs (.ci/run calls it): install Mosquitto and Chromium
-# when missing, the gateway with its test tools, lint, and run the whole test suite in random
-# order against real Mosquitto brokers that the tests start themselves. Arguments go to pytest.
+# The README's test command, and what CI runs (.ci/run calls it): install Mosquitto, Chromium and
+# nats-server when missing, the gateway with its test tools, lint, and run the whole test suite in
+# random order against real brokers (Mosquitto, and a 3-node NATS cluster for tests/cluster) that the
+# tests start themselves. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-mosquitto
 scripts/ensure-chromium
+scripts/ensure-nats
 scripts/bootstrap --test
 .venv/bin/ruff check .
 # A seed of our own unless the caller chose one (or turned pytest-randomly off), printed so that a

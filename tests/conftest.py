@@ -1,4 +1,5 @@
-"""Shared fixtures: a private Mosquitto per test, a fixture HTTP server, and the gateway's MQTT version.
+"""Shared fixtures: a private Mosquitto per test, a NATS cluster per module, a fixture HTTP server,
+and the gateway's MQTT version.
 
 Tests marked ``both_protocols`` run twice: with the gateway speaking MQTT 5 and speaking 3.1.1
 (GATEWAY_MQTT_PROTOCOL, which every gateway process a test starts inherits), so the guarantees
@@ -7,12 +8,14 @@ that do not depend on MQTT 5 are shown for brokers that speak only 3.1.1 (NATS, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import FixtureServer, Mosquitto
+from tests.nats import NatsCluster, nats_binary
 
 
 @pytest.fixture
@@ -43,3 +46,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+
+
+@pytest.fixture(scope="module")
+def nats_cluster_of_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    # One cluster per module: starting one takes seconds, not the milliseconds of a Mosquitto.
+    if nats_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("nats-server is not installed; scripts/ensure-nats installs it (as root)")
+        pytest.skip("nats-server is not installed (apt-get install nats-server, or scripts/ensure-nats as root)")
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def nats_cluster(nats_cluster_of_module: NatsCluster) -> NatsCluster:
+    """The module's 3-node NATS cluster, every node running and ready.
+
+    Nodes an earlier test killed (and did not restart, say because it failed) are restarted
+    first, so tests stay independent in any order.
+    """
+    nats_cluster_of_module.heal()
+    return nats_cluster_of_module
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    # A failing cluster test shows what the nodes logged: leader elections, refused consumers.
+    report = yield
+    cluster = getattr(item, "funcargs", {}).get("nats_cluster")
+    if isinstance(report, pytest.TestReport) and report.failed and isinstance(cluster, NatsCluster):
+        report.sections.append(("nats-server logs (tails)", cluster.log_tail()))
+    return report

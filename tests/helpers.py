@@ -233,29 +233,68 @@ class Msg:
         return json.loads(self.payload)
 
 
+def mqtt_client(protocol: int = paho.MQTTv5, transport: str = "tcp") -> paho.Client:
+    """A paho client for ``protocol`` (``paho.MQTTv5`` or ``paho.MQTTv311``, e.g. for NATS)."""
+    if protocol not in (paho.MQTTv5, paho.MQTTv311):
+        raise ValueError(f"protocol must be paho.MQTTv5 or paho.MQTTv311, not {protocol!r}")
+    # clean_session is a 3.1.1 argument (MQTT 5 has clean_start on connect); paho refuses it for 5.
+    extra = {"clean_session": True} if protocol == paho.MQTTv311 else {}
+    return paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol, transport=transport, **extra)
+
+
+class SubscriptionRefused(AssertionError):
+    """The broker answered SUBSCRIBE with a failure code (NATS does, for QoS 1, after a node loss)."""
+
+
 class Subscriber:
     """A real MQTT client recording everything it receives."""
 
     def __init__(self, port: int, *filters: str, username: str | None = None, password: str | None = None,
-                 live: bool = False, ca: Path | None = None, transport: str = "tcp") -> None:
-        """Subscribe to ``filters``. With ``live``, retain flags are reported as published (MQTT 5
-        retain-as-published), so a test can check them on messages that arrive after subscribing."""
+                 live: bool = False, ca: Path | None = None, transport: str = "tcp",
+                 protocol: int = paho.MQTTv5, timeout: float | None = None, qos: int = 1) -> None:
+        """Subscribe to ``filters`` at ``qos`` over ``protocol``. With ``live``, retain flags are
+        reported as published (MQTT 5 retain-as-published), so a test can check them on messages
+        that arrive after subscribing; MQTT 3.1.1 has no such option (a broker clears the flag on
+        live messages), so ``live`` with 3.1.1 is refused. A SUBACK with a failure code raises
+        ``SubscriptionRefused``. ``timeout`` bounds the wait for the SUBACK: 5 s, or 15 s over
+        3.1.1, as NATS answers a CONNECT only once JetStream has a leader and a failing QoS 1
+        SUBSCRIBE only after its 4 s JetStream API timeout. On NATS, ``qos=0`` avoids the JetStream
+        consumer that every QoS 1 subscription creates (and deletes again on disconnect, which
+        nats-server 2.9 can stall on for 4 s); messages then arrive at QoS 0."""
+        if live and protocol != paho.MQTTv5:
+            raise ValueError("live (retain-as-published) needs MQTT 5; MQTT 3.1.1 clears retain on live messages")
         self.messages: list[Msg] = []
+        self.qos = qos
+        self.granted: list[paho.ReasonCode] = []  # the SUBACK's codes, one per filter
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._synced: set[str] = set()  # sync markers that came back (never recorded as messages)
         self._sync_arrived = threading.Condition(self._lock)
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, transport=transport)
+        self.client = mqtt_client(protocol, transport)
         if username:
             self.client.username_pw_set(username, password)
         if ca is not None:
             self.client.tls_set(ca_certs=str(ca))
         self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._ready.set()
+        self.client.on_subscribe = self._on_suback
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        self.client.subscribe([(f, paho.SubscribeOptions(qos=1, retainAsPublished=live)) for f in filters])
-        assert self._ready.wait(5), "subscription not acknowledged"
+        if protocol == paho.MQTTv5:
+            self.client.subscribe([(f, paho.SubscribeOptions(qos=qos, retainAsPublished=live)) for f in filters])
+        else:
+            self.client.subscribe([(f, qos) for f in filters])
+        if not self._ready.wait(timeout or (5.0 if protocol == paho.MQTTv5 else 15.0)):
+            self.close()
+            raise AssertionError("subscription not acknowledged")
+        refused = [f"{f}: {code}" for f, code in zip(filters, self.granted, strict=False) if code.is_failure]
+        if refused:
+            self.close()
+            raise SubscriptionRefused(f"subscription refused on port {port}: {', '.join(refused)}")
+
+    def _on_suback(self, client: paho.Client, userdata: object, mid: int, codes: list[paho.ReasonCode],
+                   properties: object) -> None:
+        self.granted = list(codes)
+        self._ready.set()
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         with self._lock:
@@ -272,12 +311,25 @@ class Subscriber:
         queued when it handles SUBSCRIBE, so a marker we publish to ourselves afterwards arrives
         after all of them (and after anything else published before it was handled). Needs a broker
         that lets this client publish and read ``sync/...`` (the tests' local.conf does).
+        NATS writes a subscription's retained messages out while it handles SUBSCRIBE too, so the
+        marker works there for the retained store; but it sends each QoS 1 subscription's live
+        messages through its own JetStream consumer, so there the marker does not order live
+        messages of other subscriptions.
         """
         token = f"{SYNC_PREFIX}{uuid.uuid4().hex}"
         acked = threading.Event()
-        self.client.on_subscribe = lambda *a: acked.set()
-        self.client.subscribe(token, qos=1)
+        codes: list[paho.ReasonCode] = []
+
+        def on_suback(client: paho.Client, userdata: object, mid: int, granted: list[paho.ReasonCode],
+                      properties: object) -> None:
+            codes.extend(granted)
+            acked.set()
+
+        self.client.on_subscribe = on_suback
+        self.client.subscribe(token, qos=self.qos)
         assert acked.wait(timeout), "sync subscription not acknowledged"
+        if any(code.is_failure for code in codes):
+            raise SubscriptionRefused(f"sync subscription refused: {codes[0]}")
         self.client.publish(token, b"sync", qos=1)
         with self._lock:
             assert self._sync_arrived.wait_for(lambda: token in self._synced, timeout), "sync marker lost"
@@ -327,8 +379,8 @@ SYNC_PREFIX = "test-sync/"
 
 
 def publish(port: int, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1,
-            username: str | None = None, password: str | None = None) -> None:
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+            username: str | None = None, password: str | None = None, protocol: int = paho.MQTTv5) -> None:
+    client = mqtt_client(protocol)
     if username:
         client.username_pw_set(username, password)
     client.connect("127.0.0.1", port)
@@ -430,35 +482,50 @@ def expected_tree(config: Path, states: Iterable[str] | None = None) -> set[str]
     return (rows - entity_topics - per_source) | extra
 
 
-def retained_tree(port: int, expected: set[str], timeout: float = 15.0) -> dict[str, bytes]:
+def retained_tree(port: int, expected: set[str], timeout: float = 15.0,
+                  protocol: int = paho.MQTTv5, qos: int = 1) -> dict[str, bytes]:
     """What a newly connecting subscriber receives: the broker's retained store.
 
     Messages delivered because of the subscription carry the retain flag; live publishes that
-    happen to arrive meanwhile do not, and are ignored. Resubscribes until ``expected`` is there.
+    happen to arrive meanwhile do not, and are ignored. Resubscribes until ``expected`` is there
+    (also when NATS refuses the subscription for a while after a node loss). Subscribes at
+    ``qos`` and checks that the retained messages arrive at it: QoS 1 (the default) proves they
+    were published at QoS 1; ``qos=0`` spares a NATS cluster the JetStream consumers (see
+    ``Subscriber``) but proves nothing about the publisher's QoS.
     """
     deadline = time.monotonic() + timeout
     while True:
-        sub = Subscriber(port, *FILTERS)
         try:
-            sub.sync()  # the whole retained store has arrived, however slow the machine
-            msgs = sub.snapshot()
-        finally:
-            sub.close()
+            msgs = _fresh_retained(port, protocol, qos)
+        except SubscriptionRefused:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+            continue
         tree = {m.topic: m.payload for m in msgs if m.retain}
         if expected <= {t for t, p in tree.items() if p} or time.monotonic() > deadline:
             break
         time.sleep(0.3)  # poll interval: the gateway is still publishing what is missing
     missing = expected - set(tree)
     assert not missing, f"missing retained topics: {sorted(missing)}"
-    assert all(m.qos == 1 for m in msgs if m.retain)
+    assert all(m.qos == qos for m in msgs if m.retain)
     return tree
+
+
+def _fresh_retained(port: int, protocol: int, qos: int) -> list[Msg]:
+    sub = Subscriber(port, *FILTERS, protocol=protocol, qos=qos)
+    try:
+        sub.sync()  # the whole retained store has arrived, however slow the machine
+        return sub.snapshot()
+    finally:
+        sub.close()
 
 
 # --------------------------------------------------------------------------- ordering markers
 
 
 def barrier(sub: Subscriber, port: int, username: str | None = None, password: str | None = None,
-            topic: str = "soest/test/barrier") -> int:
+            topic: str = "soest/test/barrier", protocol: int = paho.MQTTv5) -> int:
     """Wait until everything the broker queued for ``sub`` before now has arrived; return a mark.
 
     The broker delivers one client's messages in order, and a subscription's retained messages
@@ -467,6 +534,6 @@ def barrier(sub: Subscriber, port: int, username: str | None = None, password: s
     sleeping and hoping. ``topic`` must match one of ``sub``'s filters (and the ACL, if any).
     """
     token = f"{topic}/{os.urandom(4).hex()}"
-    publish(port, token, "barrier", username=username, password=password)
+    publish(port, token, "barrier", username=username, password=password, protocol=protocol)
     sub.wait_for(token)
     return next(i for i, m in enumerate(sub.snapshot()) if m.topic == token)
