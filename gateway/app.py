@@ -23,12 +23,14 @@ from gateway import __version__, runs, status
 from gateway.announce import REGISTRY_FILE, Announcer
 from gateway.catalog import Catalog, SourceSpec
 from gateway.config import Broker
+from gateway.expiry import Expiry
 from gateway.fetch import HostPolicy
 from gateway.http import HttpServer, Route
 from gateway.memory import limit_malloc_arenas, prestart_threads, release_startup_memory, trim_heap
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
 from gateway.outbox import TopicClass
+from gateway.owned import OWNED_FILE, OwnedTopics
 from gateway.payloads import encode_json, iso
 from gateway.persist import StateFile
 from gateway.pipeline import Collected, collect
@@ -79,7 +81,8 @@ class Gateway:
             will_topic=catalog.gateway_status_topic, metrics=self.metrics, qos=mqtt.qos,
             keepalive=mqtt.keepalive, reconnect_min=mqtt.reconnect_min, reconnect_max=mqtt.reconnect_max,
             on_connect=self._on_connect_threadsafe, on_message=self._on_message_threadsafe)
-        self.publisher = Publisher(self.link, self.metrics, mqtt.message_expiry)
+        self.expiry = Expiry(self.link, self.store, self.metrics, mqtt.message_expiry)
+        self.publisher = Publisher(self.link, self.metrics, self.expiry)
         self.refresh = RefreshButton(catalog.sources, self.sources, self._run_now)
         # Bound here, so a taken port is a start-up error and not a crash inside the event loop.
         self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes()) \
@@ -87,6 +90,7 @@ class Gateway:
         self.state_file = StateFile(data_dir) if data_dir is not None else None
         self.announcer = Announcer(catalog, self.link,
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
+        self.owned = OwnedTopics(catalog, StateFile(data_dir, OWNED_FILE) if data_dir else None, self.metrics)
         self._restore()
 
     @property
@@ -98,19 +102,21 @@ class Gateway:
     def _restore(self) -> None:
         if self.state_file is None:
             return
-        entities = self.state_file.load().get("entities")
+        self.expiry.restore(self.catalog.sources.values(), (saved := self.state_file.load()).get("expires"))
+        entities = saved.get("entities")
         if not isinstance(entities, dict):
             return
         restored = self.store.restore(self.catalog.sources.values(), entities, time.monotonic(), datetime.now(UTC))
         for spec, messages in restored:
-            self.link.publish_many(messages, TopicClass.STATE, self.publisher.expiry(spec))
+            self.publisher.restored(spec, messages)
         count = sum(len(m) for _, m in restored)
         if count:
             log.info("restored %d fresh values from %s", count, self.state_file.path)
 
     def _state_doc(self) -> dict[str, Any]:
         """Built on the event loop, which owns the store; only writing the file may happen elsewhere."""
-        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(self.catalog.sources.values())}
+        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(self.catalog.sources.values()),
+                "expires": self.expiry.dump(self.catalog.sources.values())}
 
     def save_state(self) -> None:
         if self.state_file is not None:
@@ -228,11 +234,12 @@ class Gateway:
             return
         # After a reconnect everything goes again (the broker may have lost its retained store);
         # on the first connect only what was kept while we were not yet connected.
-        count = self.link.republish(unsent_only=first)
+        count = self.link.republish(unsent_only=first) + self.expiry.on_connect()
         log.info("published %d retained messages (discovery %d)", count, self.config_count)
         if not self.announced.is_set():
             self.announced.set()
             release_startup_memory()
+        await self.owned.clear_orphans(self.link, self._executor)
 
     # ------------------------------------------------------------------ sources
 
