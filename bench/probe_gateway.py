@@ -38,7 +38,7 @@ async def main(count: int, port: int) -> dict[str, float]:
     gw = Gateway(cat, Broker(port=port), http_port=None, data_dir=None)
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
-    configs = gw.config_count
+    configs = gw.announcer.config_count
 
     def announced() -> bool:
         values = sum(1 for st in gw.store.entities.values() if st.text is not None)

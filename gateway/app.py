@@ -23,12 +23,14 @@ from gateway import __version__, runs, status
 from gateway.announce import REGISTRY_FILE, Announcer
 from gateway.catalog import Catalog, SourceSpec
 from gateway.config import Broker
+from gateway.expiry import Expiry
 from gateway.fetch import HostPolicy
 from gateway.http import HttpServer, Route
 from gateway.memory import limit_malloc_arenas, prestart_threads, release_startup_memory, trim_heap
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
 from gateway.outbox import TopicClass
+from gateway.owned import OWNED_FILE, OwnedTopics
 from gateway.payloads import encode_json
 from gateway.persist import StateFile
 from gateway.pipeline import Collected, collect
@@ -81,7 +83,8 @@ class Gateway:
             broker, client_id=me.client_id, will_topic=me.will_topic, metrics=self.metrics, qos=mqtt.qos,
             keepalive=mqtt.keepalive, reconnect_min=mqtt.reconnect_min, reconnect_max=mqtt.reconnect_max,
             on_connect=self._on_connect_threadsafe, on_message=self._on_message_threadsafe)
-        self.publisher = Publisher(self.link, self.metrics, mqtt.message_expiry)
+        self.expiry = Expiry(self.link, self.store, self.metrics, mqtt.message_expiry, lambda: bool(self.scheduler))
+        self.publisher = Publisher(self.link, self.metrics, self.expiry)
         self.refresh = RefreshButton(catalog.sources, self.sources, self._run_now)
         # Bound here, so a taken port is a start-up error and not a crash inside the event loop.
         self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes()) \
@@ -90,10 +93,7 @@ class Gateway:
         self.announcer = Announcer(catalog, self.link,
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
         self.roles = me.roles(self.link, catalog, self.serve, self.unserve)
-
-    @property
-    def config_count(self) -> int:
-        return self.announcer.config_count
+        self.owned = OwnedTopics(catalog, StateFile(data_dir, OWNED_FILE) if data_dir else None, self.metrics)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -233,11 +233,12 @@ class Gateway:
             return
         # After a reconnect everything goes again (the broker may have lost its retained store);
         # on the first connect only what was kept while we were not yet connected.
-        count = self.link.republish(unsent_only=first)
-        log.info("published %d retained messages (discovery %d)", count, self.config_count)
+        count = self.link.republish(unsent_only=first) + self.expiry.on_connect()
+        log.info("published %d retained messages (discovery %d)", count, self.announcer.config_count)
         if not self.announced.is_set():
             self.announced.set()
             release_startup_memory()
+        await self.owned.clear_orphans(self.link, self._executor)
 
     # ------------------------------------------------------------------ sources
 

@@ -24,6 +24,7 @@ FETCH_ERROR_KINDS = (
     "parse", "source", "not_json", "bad_json", "bad_schema", "not_found", "not_ics", "upstream_error",
     "internal",
 )
+CLEAR_REASONS = ("expired", "removed")
 # Rejection series per entity and reason are created up front only for catalogues up to this
 # size: at 100,000 entities they would cost more memory than they save.
 PREPARE_MAX_ENTITIES = 2_000
@@ -52,6 +53,12 @@ class Metrics:
                                 ["source", "entity", "reason"], registry=r)
         self.publishes = Counter("gateway_publishes_total", "MQTT publishes by topic class",
                                  ["kind"], registry=r)
+        self.clears = Counter("gateway_retained_clears_total",
+                              "Empty retained publishes that removed a value of ours: expired (MQTT 3.1.1, "
+                              "in place of message expiry) or removed (no longer in the config)",
+                              ["reason"], registry=r)
+        for reason in CLEAR_REASONS:
+            self.clears.labels(reason=reason)
         self.connected = Gauge("gateway_mqtt_connected", "1 while connected to the broker", registry=r)
         self.reconnects = Counter("gateway_mqtt_reconnects_total", "Successful broker connections after the first",
                                   registry=r)

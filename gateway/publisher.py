@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from gateway.catalog import SourceSpec
+from gateway.expiry import Expiry
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
 from gateway.outbox import TopicClass
@@ -18,13 +19,18 @@ log = logging.getLogger("gateway.app")
 class Publisher:
     """Publishes what the pipeline decided; it decides nothing itself."""
 
-    def __init__(self, link: MqttLink, metrics: Metrics, message_expiry: bool) -> None:
+    def __init__(self, link: MqttLink, metrics: Metrics, expiry: Expiry) -> None:
         self.link = link
         self.metrics = metrics
-        self.message_expiry = message_expiry
+        self.lifetimes = expiry  # told of every state and attributes publish, to stand in for MQTT 5 expiry
 
     def expiry(self, spec: SourceSpec) -> int | None:
-        return spec.expire_after if self.message_expiry else None
+        return self.lifetimes.lifetime(spec)
+
+    def restored(self, spec: SourceSpec, states: list[tuple[str, bytes]]) -> None:
+        """Fresh values from the data directory, back on the broker before the first fetch."""
+        self.link.publish_many(states, TopicClass.STATE, self.expiry(spec))
+        self.lifetimes.sent(spec, states)
 
     def publish(self, spec: SourceSpec, outcome: Outcome) -> bool:
         """Send the outcome's messages in order (values, diagnostics, availability); True if states went out."""
@@ -33,6 +39,8 @@ class Publisher:
         expiry = self.expiry(spec)
         self.link.publish_many(values.states, TopicClass.STATE, expiry)
         self.link.publish_many(values.attributes, TopicClass.ATTRIBUTES, expiry)
+        self.lifetimes.sent(spec, values.states)
+        self.lifetimes.sent(spec, values.attributes)
         for entity, reason in values.rejected:
             self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
             log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
@@ -61,7 +69,9 @@ class Publisher:
 
     def heartbeat(self, spec: SourceSpec, store: Store, mono: float, now: datetime) -> None:
         """Re-send unchanged fresh states; stop keeping stale ones for the next connect."""
-        self.link.publish_many(store.due_for_heartbeat((spec,), mono, now), TopicClass.STATE, self.expiry(spec))
+        due = store.due_for_heartbeat((spec,), mono, now)
+        self.link.publish_many(due, TopicClass.STATE, self.expiry(spec))
+        self.lifetimes.sent(spec, due)
         stale = store.stale(spec, now)
         if stale:
             self.link.forget([e.state_topic for e in stale], TopicClass.STATE)

@@ -10,7 +10,6 @@ from typing import Any
 
 from gateway.catalog import Catalog
 from gateway.mqtt import MqttLink
-from gateway.outbox import TopicClass
 from gateway.payloads import iso
 from gateway.persist import StateFile
 from gateway.publisher import Publisher
@@ -34,19 +33,24 @@ class SavedValues:
         """Fresh saved values into the store and the outbox (they go out on the next connect)."""
         if self.file is None:
             return
-        entities = self.file.load().get("entities")
+        saved = self.file.load()
+        # When each value left on the broker expires: under MQTT 3.1.1 the gateway clears it then.
+        self.publisher.lifetimes.restore(self.catalog.sources.values(), saved.get("expires"))
+        entities = saved.get("entities")
         if not isinstance(entities, dict):
             return
         restored = self.store.restore(self.catalog.sources.values(), entities, time.monotonic(), datetime.now(UTC))
         for spec, messages in restored:
-            self.link.publish_many(messages, TopicClass.STATE, self.publisher.expiry(spec))
+            self.publisher.restored(spec, messages)
         count = sum(len(m) for _, m in restored)
         if count:
             log.info("restored %d fresh values from %s", count, self.file.path)
 
     def doc(self) -> dict[str, Any]:
         """Built on the event loop, which owns the store; only writing the file may happen elsewhere."""
-        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(self.catalog.sources.values())}
+        sources = self.catalog.sources.values()
+        return {"saved_at": iso(datetime.now(UTC)), "entities": self.store.dump(sources),
+                "expires": self.publisher.lifetimes.dump(sources)}
 
     def save(self) -> None:
         if self.file is not None:

@@ -184,6 +184,16 @@ class Store:
             if st is not None:
                 st.published = float("-inf")
 
+    def lost(self, state_topic: str) -> None:
+        """The broker no longer holds this state (expired): the next fresh reading goes out even if unchanged.
+
+        Its attributes follow the state then; they need no flag of their own, because a value can
+        only expire once it is older than max_age, and its next fresh reading changes observed_at.
+        """
+        st = self.entities.get(state_topic)
+        if st is not None:
+            st.published = float("-inf")
+
     def newest_observed(self, source: SourceSpec) -> datetime | None:
         stamps = [st.observed_at for e in source.entities
                   if (st := self.entities.get(e.state_topic)) is not None and st.observed_at is not None]
