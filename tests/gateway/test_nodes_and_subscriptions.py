@@ -107,3 +107,13 @@ def test_a_suback_for_a_removed_filter_is_ignored():
     subs.remove("a")
     assert subs.answered(1, granted=True) is None
     assert subs.states() == {}
+
+
+def test_readiness_names_a_refused_subscription():
+    from gateway.status import readiness
+
+    status = {"broker": {"connected": True, "failed_subscriptions": ["homeassistant/status"]},
+              "sources": {"sun": {"status": "online"}}}
+    assert readiness(status) == (False, ["the broker refused the subscription to homeassistant/status; retrying"])
+    status["broker"]["failed_subscriptions"] = []
+    assert readiness(status) == (True, [])

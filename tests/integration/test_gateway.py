@@ -278,6 +278,23 @@ def test_metrics_endpoint(config: Path, broker: Mosquitto):
         proc.terminate()
 
 
+def test_the_negotiated_protocol_is_shown_everywhere(config: Path, broker: Mosquitto, gateway_protocol: str):
+    http_port = free_port()
+    sub = Subscriber(broker.port, "soest/gateway/info")
+    proc = GatewayProcess(config, broker.port, env={"GATEWAY_HTTP_PORT": str(http_port)})
+    try:
+        # The info document is sent again once the connection's version and node are known.
+        info = wait_until(lambda: next((m.json() for m in sub.on("soest/gateway/info") if m.json()["mqtt"]), None),
+                          15)
+        assert info["mqtt"] == {"protocol": gateway_protocol, "node": f"127.0.0.1:{broker.port}"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/status", timeout=5) as resp:
+            shown = json.loads(resp.read())["broker"]
+        assert (shown["protocol"], shown["port"], shown["failed_subscriptions"]) == (gateway_protocol, broker.port, [])
+    finally:
+        sub.close()
+        proc.terminate()
+
+
 def test_purge_removes_everything_of_ours(config: Path, broker: Mosquitto, served: dict[str, str]):
     proc = GatewayProcess(config, broker.port)
     expected = publishable(config, served)
