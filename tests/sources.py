@@ -32,6 +32,9 @@ FRESHEN = {
     "dwd_uv": ("2026-06-21", "2026-06-22"),
     "dwd_pollen": ("2026-04-10", "2026-04-11"),
 }
+# Their issue time (pollen 11:00, UV 07:45 local) lies ahead of the clock earlier in the day, and a
+# file from the future is rightly refused: issued at today's local midnight it describes the same day.
+ISSUED = re.compile(rb'("last_update": "\d{4}-\d\d-\d\d[T ])\d\d:\d\d')
 # UBA's hourly means are local "YYYY-MM-DD HH:MM:SS"; the newest (13:00-14:00) is half an hour old
 # at this moment, so every time in the file moves by (now local - this moment), to the hour.
 UBA_MOMENT = datetime(2025, 6, 21, 14, 30)
@@ -80,7 +83,7 @@ def freshened(adapter: str, body: bytes) -> bytes:
     today = now.astimezone(ZONE).date()
     for offset, old in enumerate(FRESHEN.get(adapter, ())):
         body = body.replace(old.encode(), (today + timedelta(days=offset)).isoformat().encode())
-    return body
+    return ISSUED.sub(rb"\g<1>00:00", body) if adapter in FRESHEN else body
 
 
 def _shifted(stamp: bytes, delta: timedelta) -> bytes:
