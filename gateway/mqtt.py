@@ -104,6 +104,7 @@ class _Connection:
         self._thread: threading.Thread | None = None
         self._connections = 0
         self._refusals = 0
+        self._receive_max = 65_535  # MQTT 5: how many QoS 1 publishes the broker takes unacknowledged
         self._address, self._protocol = self._nodes.next()
         self._connack = False
         self._retry_now = False
@@ -166,9 +167,8 @@ class _Connection:
 
     # ------------------------------------------------------------------ hooks for the sending side
 
-    def _session_started(self, client: paho.Client) -> bool:
-        """On paho's network thread, before ``connected`` turns true; False: call ``_session_ready`` later."""
-        return True
+    def _session_started(self, client: paho.Client) -> None:
+        """On paho's network thread, before ``connected`` turns true."""
 
     def _session_ended(self) -> None:
         """The connection is gone, with whatever was in flight on it."""
@@ -263,10 +263,12 @@ class _Connection:
             self.reconnect()
             return
         self._refusals = 0
+        # MQTT 5: the broker says how many QoS 1 publishes it takes unacknowledged (65535 if silent).
+        self._receive_max = int(getattr(properties, "ReceiveMaximum", 65_535))
         self._nodes.connected()
         log.info("connected to MQTT broker %s:%s (MQTT %s)", host, port, self._protocol)
-        if self._session_started(client):
-            self._session_ready(client)
+        self._session_started(client)
+        self._session_ready(client)
 
     def _session_ready(self, client: paho.Client) -> None:
         """Subscribe, and tell the owner: from now on ``connected`` is true."""
@@ -350,6 +352,16 @@ class MqttLink(_Connection):
         self._expiry_props: dict[int, Properties] = {}
         self._counters = {c: metrics.publishes.labels(kind=c.label) for c in TopicClass}
         self._last_info: paho.MQTTMessageInfo | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """How many QoS 1 publishes may be unacknowledged at once on the current connection."""
+        return self._client.max_inflight_messages
+
+    @property
+    def window_settled(self) -> bool:
+        """False while ``auto`` still waits for the first acknowledgement from this node."""
+        return self._broker.inflight != "auto" or self._address in self._windows
 
     @property
     def expiry_supported(self) -> bool:
@@ -471,19 +483,18 @@ class MqttLink(_Connection):
 
     # ------------------------------------------------------------------ hooks (network thread)
 
-    def _session_started(self, client: paho.Client) -> bool:
+    def _session_started(self, client: paho.Client) -> None:
         self._window.on_network_thread()
         if self._will_topic is None:
-            return True
+            return
+        if client.max_inflight_messages > self._receive_max:  # more would break the MQTT 5 session
+            _set_window(client, self._receive_max)
         info = client.publish(self._will_topic, ONLINE, qos=1, retain=True)
         self._counters[TopicClass.AVAILABILITY].inc()
-        if self._broker.inflight != "auto" or self._address in self._windows:
-            return True
-        # A node seen for the first time: the acknowledgement of ``online`` shows how long it takes to
-        # store a retained message, and so which in-flight window suits it (paho fixes the window
-        # per connection: a different one means connecting again, before anything else went out).
-        self._probe = (info.mid, time.perf_counter(), client)
-        return False
+        if self._broker.inflight == "auto" and self._address not in self._windows:
+            # A node seen for the first time: the acknowledgement of ``online`` shows how long it
+            # takes to store a retained message, and so which in-flight window suits it.
+            self._probe = (info.mid, time.perf_counter(), client)
 
     def _session_ended(self) -> None:
         self._probe = None
@@ -498,15 +509,27 @@ class MqttLink(_Connection):
         latency = time.perf_counter() - probe[1]
         window = self._windows[self._address] = window_for(latency)
         if window == NEAR_WINDOW:
-            self._session_ready(probe[2])
             return
         log.info("MQTT broker %s:%s acknowledges in %.0f ms: in-flight window %d", *self._address,
                  latency * 1000, window)
-        self.reconnect()
+        _set_window(probe[2], min(window, self._receive_max))
 
     def _inflight(self) -> int:
         return self._windows.get(self._address, NEAR_WINDOW) if self._broker.inflight == "auto" \
             else int(self._broker.inflight)
+
+
+def _set_window(client: paho.Client, window: int) -> None:
+    """Change how many QoS 1 publishes may be in flight on an open connection.
+
+    paho's setter refuses an open connection only because a change between 0 (no limit) and a
+    limit is untested; between two limits its own code is enough: the next acknowledgement (this
+    runs inside one, holding the same lock) fills the larger table. Reconnecting instead would
+    drop the Last Will for a moment: a crash then left ``online`` standing.
+    """
+    with client._out_message_mutex:  # paho's own lock and attribute: paho is pinned below 3
+        if client._max_inflight_messages > 0:
+            client._max_inflight_messages = window
 
 
 def _level(count: int, level: int) -> int:

@@ -264,6 +264,7 @@ class Subscriber:
         if live and protocol != paho.MQTTv5:
             raise ValueError("live (retain-as-published) needs MQTT 5; MQTT 3.1.1 clears retain on live messages")
         self.messages: list[Msg] = []
+        self.filters = filters
         self.qos = qos
         self.granted: list[paho.ReasonCode] = []  # the SUBACK's codes, one per filter
         self._lock = threading.Lock()
@@ -483,7 +484,7 @@ def expected_tree(config: Path, states: Iterable[str] | None = None) -> set[str]
 
 
 def retained_tree(port: int, expected: set[str], timeout: float = 15.0,
-                  protocol: int = paho.MQTTv5, qos: int = 1) -> dict[str, bytes]:
+                  protocol: int = paho.MQTTv5, qos: int = 1, filters: tuple[str, ...] = FILTERS) -> dict[str, bytes]:
     """What a newly connecting subscriber receives: the broker's retained store.
 
     Messages delivered because of the subscription carry the retain flag; live publishes that
@@ -491,12 +492,13 @@ def retained_tree(port: int, expected: set[str], timeout: float = 15.0,
     (also when NATS refuses the subscription for a while after a node loss). Subscribes at
     ``qos`` and checks that the retained messages arrive at it: QoS 1 (the default) proves they
     were published at QoS 1; ``qos=0`` spares a NATS cluster the JetStream consumers (see
-    ``Subscriber``) but proves nothing about the publisher's QoS.
+    ``Subscriber``) but proves nothing about the publisher's QoS. ``filters``: for a tree under
+    another base topic.
     """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            msgs = _fresh_retained(port, protocol, qos)
+            msgs = _fresh_retained(port, protocol, qos, filters)
         except SubscriptionRefused:
             if time.monotonic() > deadline:
                 raise
@@ -512,8 +514,8 @@ def retained_tree(port: int, expected: set[str], timeout: float = 15.0,
     return tree
 
 
-def _fresh_retained(port: int, protocol: int, qos: int) -> list[Msg]:
-    sub = Subscriber(port, *FILTERS, protocol=protocol, qos=qos)
+def _fresh_retained(port: int, protocol: int, qos: int, filters: tuple[str, ...]) -> list[Msg]:
+    sub = Subscriber(port, *filters, protocol=protocol, qos=qos)
     try:
         sub.sync()  # the whole retained store has arrived, however slow the machine
         return sub.snapshot()

@@ -20,10 +20,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import Broker
+from gateway.flow import FAR_WINDOW_MAX, NEAR_WINDOW
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
 from gateway.outbox import TopicClass
 from gateway.retained import RetainedReader
+from tests.delay_proxy import DelayProxy
 from tests.helpers import Mosquitto, Subscriber, free_port, wait_until
 
 pytestmark = pytest.mark.broker
@@ -33,7 +35,8 @@ STATUS = "soest/gateway/status"
 
 def _link(broker: Broker, **kwargs) -> MqttLink:
     kwargs.setdefault("will_topic", STATUS)
-    link = MqttLink(broker, client_id="t-link", metrics=Metrics(), reconnect_min=0.1, reconnect_max=0.5, **kwargs)
+    kwargs.setdefault("metrics", Metrics())
+    link = MqttLink(broker, client_id="t-link", reconnect_min=0.1, reconnect_max=0.5, **kwargs)
     link.start()
     return link
 
@@ -241,3 +244,37 @@ def test_a_read_with_a_refused_subscription_is_incomplete(nats: int):
 def test_the_protocol_names_are_checked():
     with pytest.raises(ValueError, match=re.escape("'auto', '5' or '3.1.1'")):
         Broker(protocol="4")  # type: ignore[arg-type]
+
+
+def test_a_far_broker_gets_a_wider_window_on_the_same_connection(broker: Mosquitto):
+    """Acks 30 ms away: the window grows without reconnecting, so the Last Will stays armed throughout."""
+    proxy = DelayProxy(broker.port, 0.03)
+    sub = Subscriber(broker.port, "soest/#", protocol=paho.MQTTv311)
+    metrics = Metrics()
+    link = _link(Broker(port=proxy.port, protocol="3.1.1"), metrics=metrics)
+    try:
+        assert link.wait_connected(5)
+        wait_until(lambda: link.in_flight > NEAR_WINDOW, 10)
+        assert link.in_flight <= FAR_WINDOW_MAX
+        for i in range(1000):
+            link.publish(f"soest/far/{i}/state", b"%d" % i, TopicClass.STATE)
+        wait_until(lambda: len({m.topic for m in sub.snapshot() if m.topic.startswith("soest/far/")}) == 1000, 20)
+        assert sub.on(STATUS)[-1].payload == b"online"
+        assert metrics.registry.get_sample_value("gateway_mqtt_reconnects_total") == 0
+        proxy.close()  # the connection dies without a DISCONNECT: the broker must send the Will
+        assert sub.wait_for(STATUS, "offline").retain is False  # 3.1.1 clears retain on live messages
+    finally:
+        link.stop()
+        proxy.close()
+        sub.close()
+
+
+@pytest.mark.parametrize(("protocol", "window"), [("5", 20), ("3.1.1", 500)])
+def test_an_mqtt5_broker_s_receive_maximum_caps_the_window(broker: Mosquitto, protocol: str, window: int):
+    """Mosquitto announces Receive Maximum 20 to MQTT 5 clients; 3.1.1 has no such limit."""
+    link = _link(Broker(port=broker.port, protocol=protocol, inflight=500))
+    try:
+        assert link.wait_connected(5)
+        assert link.in_flight == window
+    finally:
+        link.stop()
