@@ -104,10 +104,10 @@ class _Connection:
         self._thread: threading.Thread | None = None
         self._connections = 0
         self._refusals = 0
-        self._receive_max = 65_535  # MQTT 5: how many QoS 1 publishes the broker takes unacknowledged
         self._address, self._protocol = self._nodes.next()
         self._connack = False
-        self._retry_now = False
+        self._gave_up = False  # no CONNACK in time: we closed the connection, the broker did not
+        self._retry_now = False  # the same node again at once, in the version it turned out to speak
         self._client = self._make_client()
 
     @property
@@ -167,8 +167,8 @@ class _Connection:
 
     # ------------------------------------------------------------------ hooks for the sending side
 
-    def _session_started(self, client: paho.Client) -> None:
-        """On paho's network thread, before ``connected`` turns true."""
+    def _session_started(self, client: paho.Client, connack: object) -> None:
+        """On paho's network thread, before ``connected`` turns true; ``connack``: the CONNACK's properties."""
 
     def _session_ended(self) -> None:
         """The connection is gone, with whatever was in flight on it."""
@@ -209,9 +209,7 @@ class _Connection:
                 # written in batches by it, instead of one send() per message from the caller.
                 self._session_over.clear()
                 self._client.loop_start()
-                while not self._session_over.wait(0.25) and not self._stopping.is_set():
-                    for topic_filter in self._subs.due():
-                        self._subs.send(self._client, topic_filter)
+                self._await_session()
                 self._client.loop_stop()
                 if self._stopping.is_set():
                     break
@@ -224,23 +222,28 @@ class _Connection:
             self._nodes.failed()
             self._stopping.wait(self._nodes.pause())
 
-    def _connect(self) -> bool:
-        host, port = self._address
-        self._connack = False
-        try:
-            _open(self._client, host, port, self._protocol, self._keepalive, self._max_packet)
-        except (OSError, ValueError) as exc:  # ssl.SSLError and unreadable TLS files are OSErrors
-            log.log(_level(self._nodes.failures + 1, logging.WARNING), "cannot reach MQTT broker %s:%s (%s); "
-                    "retrying with backoff", host, port, _reason(exc))
-            if self._on_connect_failed is not None:
-                self._on_connect_failed(_reason(exc), False)
-            return False
-        return True
+    def _await_session(self) -> None:
+        """Until the connection ends; gives up on a CONNECT the broker does not answer in time."""
+        deadline = time.monotonic() + self._nodes.connack_timeout()
+        while not self._session_over.wait(0.25) and not self._stopping.is_set():
+            if not self._connack and time.monotonic() > deadline:
+                if self._gave_up:
+                    return  # paho never reported the close
+                self._gave_up = True
+                self._nodes.unanswered_in_time(self._address, self._protocol,
+                                               _level(self._nodes.failures + 1, logging.WARNING))
+                self._client.disconnect()  # paho closes the socket once DISCONNECT is written
+                deadline += 2.0
+            for topic_filter in self._subs.due():
+                self._subs.send(self._client, topic_filter)
 
-    def _fall_back(self, why: str) -> bool:
-        """With protocol auto, try MQTT 3.1.1 on a node that would not take MQTT 5; False if not applicable."""
-        self._retry_now = self._nodes.fall_back(self._address, self._protocol, why)
-        return self._retry_now
+    def _connect(self) -> bool:
+        self._connack = self._gave_up = False
+        failure = _try_open(self._client, self._address, self._protocol, self._keepalive, self._max_packet,
+                            _level(self._nodes.failures + 1, logging.WARNING))
+        if failure is not None and self._on_connect_failed is not None:
+            self._on_connect_failed(failure, False)
+        return failure is None
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
 
@@ -249,25 +252,24 @@ class _Connection:
         host, port = self._address
         self._connack = True
         if reason.is_failure:
-            if reason.value == UNSUPPORTED_PROTOCOL and self._fall_back("refused MQTT 5 (unsupported version)"):
+            # With protocol auto, MQTT 3.1.1 next on a node that would not take MQTT 5.
+            self._retry_now = reason.value == UNSUPPORTED_PROTOCOL and self._nodes.fall_back(
+                self._address, self._protocol, "refused MQTT 5 (unsupported version)")
+            if self._retry_now:
                 self._session_over.set()
                 return
             self._refusals += 1
             log.log(_level(self._refusals, logging.ERROR), "MQTT broker %s:%s refused the connection: %s "
                     "(%d times)", host, port, reason, self._refusals)
-            self._session_over.set()
-            if self._on_connect_failed is not None:
-                self._on_connect_failed(str(reason), True)
+            self._refused(str(reason))
             return
         if self._client_will != self._will_topic:  # set_will() came while this connection was being made
             self.reconnect()
             return
         self._refusals = 0
-        # MQTT 5: the broker says how many QoS 1 publishes it takes unacknowledged (65535 if silent).
-        self._receive_max = int(getattr(properties, "ReceiveMaximum", 65_535))
-        self._nodes.connected()
+        self._nodes.connected(self._address, self._protocol)
         log.info("connected to MQTT broker %s:%s (MQTT %s)", host, port, self._protocol)
-        self._session_started(client)
+        self._session_started(client, properties)
         self._session_ready(client)
 
     def _session_ready(self, client: paho.Client) -> None:
@@ -275,16 +277,15 @@ class _Connection:
         self._connections += 1
         if self._connections > 1:
             self._metrics.reconnects.inc()
-        subscriptions = self._subs.new_session()
-        for topic_filter in subscriptions:
-            self._subs.send(client, topic_filter)
-        self._connected.set()
-        # subscribe() calls that came between new_session() and set() sent nothing.
-        for topic_filter in set(self._subs.states()) - set(subscriptions):
-            self._subs.send(client, topic_filter)
+        self._subs.start_session(client, self._connected.set)
         self._metrics.connected.set(1)
         if self._on_connect is not None:
             self._on_connect(self._connections == 1)
+
+    def _refused(self, why: str) -> None:
+        self._session_over.set()
+        if self._on_connect_failed is not None:
+            self._on_connect_failed(why, True)
 
     def _handle_subscribe(self, client: paho.Client, userdata: object, mid: int,
                           reasons: list[ReasonCode], properties: object) -> None:
@@ -299,16 +300,15 @@ class _Connection:
         self._session_over.set()
         self._session_ended()
         self._metrics.connected.set(0)
-        closed_early = not self._connack and not self._stopping.is_set()
-        if closed_early and not self._fall_back(f"{CLOSED_BEFORE_CONNACK} (MQTT 5)"):
+        closed_early = not self._connack and not self._stopping.is_set() and not self._gave_up
+        self._retry_now = closed_early and self._nodes.fall_back(self._address, self._protocol,
+                                                                 f"{CLOSED_BEFORE_CONNACK} (MQTT 5)")
+        if closed_early and not self._retry_now:
             # RabbitMQ drops an MQTT 5 CONNECT without a word; a broker may do the same to bad credentials.
-            self._nodes.unanswered(self._address)
             self._refusals += 1
-            log.log(_level(self._refusals, logging.ERROR), "MQTT broker %s:%s %s (MQTT %s): check "
-                    "GATEWAY_MQTT_PROTOCOL (auto, 5 or 3.1.1), the credentials and TLS", *self._address,
-                    CLOSED_BEFORE_CONNACK, self._protocol)
-            if self._on_connect_failed is not None:
-                self._on_connect_failed(CLOSED_BEFORE_CONNACK, True)
+            self._nodes.closed_early(self._address, self._protocol, CLOSED_BEFORE_CONNACK,
+                                     _level(self._refusals, logging.ERROR))
+            self._refused(CLOSED_BEFORE_CONNACK)
         if was_connected and not self._stopping.is_set():
             log.warning("lost the MQTT connection to %s:%s (%s); keeping the latest values and reconnecting",
                         *self._address, reason)
@@ -343,6 +343,7 @@ class MqttLink(_Connection):
         on_message: Callable[[str, bytes, bool], object] | None = None,
     ) -> None:
         self._probe: tuple[int, float, paho.Client] | None = None  # mid, sent at, client
+        self._receive_max = 65_535
         self._windows: dict[tuple[str, int], int] = {}  # node -> the in-flight window that suits it
         super().__init__(broker, client_id, will_topic, metrics, keepalive, (reconnect_min, reconnect_max),
                          max_packet, on_connect, on_connect_failed, on_message)
@@ -483,8 +484,10 @@ class MqttLink(_Connection):
 
     # ------------------------------------------------------------------ hooks (network thread)
 
-    def _session_started(self, client: paho.Client) -> None:
+    def _session_started(self, client: paho.Client, connack: object) -> None:
         self._window.on_network_thread()
+        # MQTT 5: the broker says how many QoS 1 publishes it takes unacknowledged (65535 if silent).
+        self._receive_max = int(getattr(connack, "ReceiveMaximum", 65_535))
         if self._will_topic is None:
             return
         if client.max_inflight_messages > self._receive_max:  # more would break the MQTT 5 session
@@ -530,6 +533,17 @@ def _set_window(client: paho.Client, window: int) -> None:
     with client._out_message_mutex:  # paho's own lock and attribute: paho is pinned below 3
         if client._max_inflight_messages > 0:
             client._max_inflight_messages = window
+
+
+def _try_open(client: paho.Client, address: tuple[str, int], protocol: str, keepalive: int,
+              max_packet: int | None, level: int) -> str | None:
+    """Connect and send CONNECT; if the broker cannot be reached, why (logged at ``level``)."""
+    try:
+        _open(client, *address, protocol, keepalive, max_packet)
+    except (OSError, ValueError) as exc:  # ssl.SSLError and unreadable TLS files are OSErrors
+        log.log(level, "cannot reach MQTT broker %s:%s (%s); retrying with backoff", *address, _reason(exc))
+        return _reason(exc)
+    return None
 
 
 def _level(count: int, level: int) -> int:

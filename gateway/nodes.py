@@ -14,6 +14,12 @@ log = logging.getLogger("gateway.mqtt")
 Endpoint = tuple[str, int]
 MQTT5 = "5"
 MQTT311 = "3.1.1"
+# How long a CONNECT may go unanswered. One broker: a slow answer is still the only answer. Several
+# nodes: a node that hangs (a NATS cluster electing a new leader holds every CONNECT for its 4 s
+# JetStream timeout, and then closes) is left for the next one sooner; from the third round in
+# which no node answered, the wait doubles with every round.
+CONNACK_TIMEOUT_S = 30.0
+CLUSTER_CONNACK_TIMEOUT_S = 1.5
 
 
 def backoff(attempt: int, low: float, high: float) -> float:
@@ -37,6 +43,7 @@ class Nodes:
         self._index = 0
         self._spoken: dict[Endpoint, str] = {}
         self._fell_back: set[Endpoint] = set()
+        self._proven: dict[Endpoint, str] = {}  # the version a node once accepted a CONNECT in
 
     def next(self) -> tuple[Endpoint, str]:
         """The node and MQTT version of the next attempt."""
@@ -44,10 +51,26 @@ class Nodes:
         return endpoint, self.protocol_for(endpoint)
 
     def protocol_for(self, endpoint: Endpoint) -> str:
-        return self.choice if self.choice != "auto" else self._spoken.get(endpoint, MQTT5)
+        if self.choice != "auto":
+            return self.choice
+        # A node not met yet is most likely of the same cluster as one that accepted us.
+        return self._spoken.get(endpoint) or self._proven.get(endpoint) or next(iter(self._proven.values()), MQTT5)
 
-    def connected(self) -> None:
+    def connected(self, endpoint: Endpoint, protocol: str) -> None:
         self.failures = 0
+        self._proven[endpoint] = protocol
+
+    def took(self, endpoint: Endpoint, protocol: str) -> bool:
+        """True if ``endpoint`` once accepted a CONNECT in ``protocol``."""
+        return self._proven.get(endpoint) == protocol
+
+    def connack_timeout(self) -> float:
+        """Seconds to wait for the answer to the next CONNECT."""
+        count = len(self.endpoints)
+        if count == 1:
+            return CONNACK_TIMEOUT_S
+        # Two rounds at the shortest wait: an election takes a few seconds, about two rounds.
+        return min(CONNACK_TIMEOUT_S, CLUSTER_CONNACK_TIMEOUT_S * 2 ** max(0, self.failures // count - 1))
 
     def failed(self) -> None:
         """The attempt failed or the connection was lost: the next attempt goes to the next node."""
@@ -72,6 +95,22 @@ class Nodes:
         log.log(level, "MQTT broker %s:%s %s; trying MQTT 3.1.1", *endpoint, why)
         return True
 
+    def unanswered_in_time(self, endpoint: Endpoint, protocol: str, level: int) -> None:
+        """No CONNACK within ``connack_timeout()``: the loop closes the connection and moves on."""
+        log.log(level, "MQTT broker %s:%s did not answer CONNECT within %.1f s (MQTT %s); trying %s", *endpoint,
+                self.connack_timeout(), protocol, "again" if len(self.endpoints) == 1 else "the next node")
+
+    def closed_early(self, endpoint: Endpoint, protocol: str, what: str, level: int) -> None:
+        """The broker closed the connection before CONNACK, in either version (``level``: for a new node)."""
+        took = self.took(endpoint, protocol)
+        self.unanswered(endpoint)
+        # A node that took this version before is busy (a cluster electing a leader), not misconfigured.
+        hint = ("it took this version before: busy, or a cluster electing a leader" if took else
+                "check GATEWAY_MQTT_PROTOCOL (auto, 5 or 3.1.1), the credentials and TLS")
+        log.log(min(level, logging.WARNING) if took else level, "MQTT broker %s:%s %s (MQTT %s): %s", *endpoint,
+                what, protocol, hint)
+
     def unanswered(self, endpoint: Endpoint) -> None:
-        """Neither version got an answer: MQTT 5 first again next time, it may have been the network."""
+        """Neither version got an answer: MQTT 5 first again next time (unless the node once took the
+        other), it may have been the network."""
         self._spoken.pop(endpoint, None)

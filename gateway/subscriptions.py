@@ -80,6 +80,16 @@ class Subscriptions:
                 wanted.state = "pending"
             return list(self._wanted)
 
+    def start_session(self, client: _Client, connected: Callable[[], object]) -> None:
+        """Subscribe everything afresh on a new connection; ``connected`` marks it usable meanwhile."""
+        subscriptions = self.new_session()
+        for topic_filter in subscriptions:
+            self.send(client, topic_filter)
+        connected()
+        # add() calls that came between new_session() and connected() were not sent by their callers.
+        for topic_filter in set(self.states()) - set(subscriptions):
+            self.send(client, topic_filter)
+
     def send(self, client: _Client, topic_filter: str) -> None:
         # Under the lock: a SUBACK can arrive before subscribe() returns its mid otherwise.
         with self._lock:

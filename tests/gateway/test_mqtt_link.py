@@ -150,6 +150,31 @@ def test_the_first_reachable_node_of_a_list_is_used(broker: Mosquitto):
         link.stop()
 
 
+def test_a_node_that_never_answers_connect_is_left_for_the_next(broker: Mosquitto,
+                                                               caplog: pytest.LogCaptureFixture):
+    """It takes the TCP connection and then says nothing (a NATS node waiting for a new leader does)."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.extend(silent.accept()[0] for _ in range(10)), daemon=True).start()
+    caplog.set_level(logging.INFO, logger="gateway.mqtt")
+    silent_port = silent.getsockname()[1]
+    link = _link(Broker(host=f"127.0.0.1:{silent_port},127.0.0.1:{broker.port}"))
+    sub = Subscriber(broker.port, STATUS, live=True)
+    try:
+        assert link.wait_connected(10)
+        assert link.address == ("127.0.0.1", broker.port)
+        assert sub.wait_for(STATUS, "online").retain
+        assert f"MQTT broker 127.0.0.1:{silent_port} did not answer CONNECT within 1.5 s (MQTT 5); " \
+               "trying the next node" in caplog.text
+        assert "closed the connection before answering" not in caplog.text  # we closed it, not the broker
+    finally:
+        link.stop()
+        sub.close()
+        silent.close()
+        for conn in held:
+            conn.close()
+
+
 def test_losing_a_node_moves_to_the_next_and_says_online_there(two_brokers: tuple[Mosquitto, Mosquitto]):
     a, b = two_brokers
     links: list[MqttLink] = []

@@ -24,8 +24,30 @@ def test_nodes_are_tried_in_turn_and_backoff_starts_after_a_whole_round():
     nodes.failed()
     assert nodes.next()[0] == A
     assert 0.5 <= nodes.pause() <= 2.0
-    nodes.connected()
+    nodes.connected(A, MQTT5)
     assert nodes.failures == 0
+
+
+def test_a_node_that_took_3_1_1_is_not_asked_for_5_again_nor_are_its_peers():
+    """A cluster node that accepted 3.1.1 speaks it next time too, and so (most likely) does its cluster."""
+    nodes = Nodes([A, B, C], "auto", (1.0, 60.0))
+    assert nodes.fall_back(A, MQTT5, "refused")
+    nodes.connected(A, MQTT311)
+    nodes.unanswered(A)  # later, a CONNECT there went unanswered (the node was busy electing a leader)
+    assert (nodes.protocol_for(A), nodes.protocol_for(B), nodes.protocol_for(C)) == (MQTT311,) * 3
+
+
+def test_the_wait_for_a_connack_is_short_on_a_cluster_and_grows_after_two_silent_rounds():
+    assert Nodes([A], "auto", (1.0, 60.0)).connack_timeout() == 30.0  # the only broker: wait for it
+    nodes = Nodes([A, B, C], "auto", (1.0, 60.0))
+    waits = []
+    for _ in range(18):
+        waits.append(nodes.connack_timeout())
+        nodes.failed()
+    assert waits == [1.5] * 6 + [3.0] * 3 + [6.0] * 3 + [12.0] * 3 + [24.0] * 3
+    assert nodes.connack_timeout() == 30.0
+    nodes.connected(B, MQTT5)
+    assert nodes.connack_timeout() == 1.5
 
 
 def test_a_single_node_backs_off_from_the_first_failure():
