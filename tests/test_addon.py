@@ -344,3 +344,19 @@ def test_build_files_match_the_manifest():
     for doc in ("DOCS.md", "CHANGELOG.md"):
         assert (ADDON / doc).read_text().strip()
     assert f"## {gateway.__version__}" in (ADDON / "CHANGELOG.md").read_text()
+
+
+# --------------------------------------------------------------------------- the docs
+
+@pytest.mark.parametrize("path", [ROOT / "docs" / "addon.md", ADDON / "DOCS.md"], ids=lambda p: p.name)
+def test_addon_docs_name_real_variables_and_links(path: Path):
+    text = path.read_text(encoding="utf-8")
+    known = {name for py in (ROOT / "gateway").glob("*.py")
+             for name in re.findall(r"GATEWAY_[A-Z0-9_]*[A-Z0-9]", py.read_text(encoding="utf-8"))}
+    used = set(re.findall(r"(?<![A-Z0-9_])GATEWAY_[A-Z0-9_]*[A-Z0-9]", text))
+    assert used <= known, f"no such variable: {sorted(used - known)}"
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if not target.startswith(("http://", "https://")):
+            assert (path.parent / target.partition("#")[0]).exists(), f"{path.name}: broken link {target}"
+    for option in addon.OPTION_NAMES:
+        assert f"`{option}`" in text, option
