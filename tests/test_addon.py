@@ -20,7 +20,7 @@ import yaml
 
 import gateway
 from gateway import addon
-from tests.helpers import ROOT, Mosquitto, Subscriber
+from tests.helpers import ROOT, Mosquitto, Subscriber, wait_until
 
 ADDON = ROOT / "addon"
 DEFAULTS = ROOT / "topics.yaml"
@@ -30,7 +30,8 @@ PASSWORD = "gw-Secret-42"
 GOOD = {"city_name": "Soest", "latitude": 51.571, "longitude": 8.106,
         "sources": ["sun", "brightsky"], "log_level": "info"}
 SERVICE = {"result": "ok", "data": {"host": "core-mosquitto", "port": 1883, "ssl": False,
-                                    "username": "addons", "password": PASSWORD, "protocol": "3.1.1"}}
+                                    "username": "addons", "password": PASSWORD, "protocol": "3.1.1",
+                                    "addon": "core_mosquitto"}}
 
 
 # --------------------------------------------------------------------------- a fake Supervisor
@@ -254,7 +255,7 @@ def test_addon_starts_the_gateway_on_the_supervisors_broker(tmp_path: Path, supe
     supervisor.body = json.dumps({"result": "ok", "data": {
         "host": "127.0.0.1", "port": broker.port, "ssl": False, "username": "gateway", "password": PASSWORD,
         "protocol": "3.1.1"}}).encode()
-    sub = Subscriber(broker.port, "soest/#", username="alice", password="alice-pw")
+    sub = Subscriber(broker.port, "soest/#", "homeassistant/#", username="alice", password="alice-pw")
     log = (tmp_path / "addon.log").open("wb")
     env = addon_env(tmp_path, {**GOOD, "sources": ["sun"], "city_name": "Soest Süd"}, supervisor.url)
     proc = subprocess.Popen([sys.executable, "-m", "gateway.addon"], cwd=ROOT, env=env, stdout=log,
@@ -262,6 +263,11 @@ def test_addon_starts_the_gateway_on_the_supervisors_broker(tmp_path: Path, supe
     try:
         sub.wait_for("soest/gateway/status", "online", timeout=20)
         sub.wait_for("soest/sun/elevation", timeout=20)
+        # What Home Assistant shows: the city name from the options in the discovered device's name.
+        names = wait_until(lambda: {m.json()["device"]["name"] for m in sub.snapshot()
+                                    if m.topic.startswith("homeassistant/") and m.payload
+                                    and "device" in m.json()} or None, timeout=20)
+        assert "Soest Süd Sun" in names
         config = tmp_path / "data" / "topics.yaml"
         assert yaml.safe_load(config.read_text())["city"]["name"] == "Soest Süd"
     finally:
