@@ -200,9 +200,9 @@ const $ = (id) => document.getElementById(id);
 // their history in that Home Assistant; the page cannot know where Home Assistant runs by itself.
 const params = new URLSearchParams(location.search);
 if (params.has("ha")) localStorage.setItem("ha", params.get("ha"));
-const ha = (localStorage.getItem("ha") || "").replace(/\/+$/, "");
+const ha = (localStorage.getItem("ha") || "").replace(/[/]+$/, "");
 function entityId(td, id) {
-  const el = document.createElement(/^https?:\/\/[^\s"<>]+$/.test(ha) ? "a" : "code");
+  const el = document.createElement(/^https?:[/][/][^ "<>]+$/.test(ha) ? "a" : "code");
   if (el.tagName === "A") el.href = ha + "/history?entity_id=" + encodeURIComponent(id);
   el.textContent = id; td.replaceChildren(el);
 }
