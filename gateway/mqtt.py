@@ -145,9 +145,9 @@ class _Connection:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
-    def subscribe(self, topic_filter: str) -> None:
-        """Subscribe now and after every reconnect."""
-        if self._subs.add(topic_filter) and self.connected:
+    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe now and after every reconnect (at QoS 1, or 0 if ``qos`` says so)."""
+        if self._subs.add(topic_filter, qos) and self.connected:
             self._subs.send(self._client, topic_filter)
 
     def set_will(self, topic: str | None) -> None:
@@ -386,6 +386,25 @@ class MqttLink(_Connection):
         """A retained message the caller can produce again itself: sent if connected, not kept."""
         if self._connected.is_set():
             self._send(topic, payload, cls, True)
+
+    def send_confirmed(self, topic: str, payload: bytes, cls: TopicClass, timeout: float) -> bool:
+        """A retained QoS 1 message, not kept; True once the broker acknowledged this very message.
+
+        ``flush`` waits for the newest publish of any thread, which may be an older one than ours.
+        """
+        if not self._connected.is_set():
+            return False
+        self._window.wait_for_room(self._connected.is_set)
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return False
+        self._window.sent()
+        self._counters[cls].inc()
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
 
     def forget(self, topics: Iterable[str], cls: TopicClass) -> None:
         """Stop re-sending these retained messages on reconnect (their data went stale)."""

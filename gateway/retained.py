@@ -87,12 +87,13 @@ class RetainedReader:
                 self.problem = "not connected to the broker"
                 return None
             # Stored before we subscribe: the broker acknowledges a retained message once it holds it.
-            link.send(probe, self._token, TopicClass.INFO)
-            if not link.flush(timeout):
+            if not link.send_confirmed(probe, self._token, TopicClass.INFO, timeout):
                 self.problem = "the broker did not acknowledge a publish in time"
                 return None
             for topic_filter in subscribed:
-                link.subscribe(topic_filter)
+                # QoS 0: a broker queues at most so many QoS 1 messages per client (Mosquitto 1,000)
+                # and drops the rest, so more retained configs than that never arrived whole.
+                link.subscribe(topic_filter, qos=0)
             link.publish(self._marker, self._token, TopicClass.INFO, retain=False)
             complete = self._wait(link, epoch, deadline) and self._granted(link, subscribed, deadline)
         finally:

@@ -27,7 +27,8 @@ class _Client(Protocol):
 @dataclass
 class _Wanted:
     state: str = "pending"  # pending | granted | failed
-    qos: int = 1
+    qos: int = 1  # asked for in the last SUBSCRIBE
+    best: int = 1  # asked for first
     failures: int = 0
     retry_at: float = 0.0
 
@@ -52,12 +53,12 @@ class Subscriptions:
         self._wanted: dict[str, _Wanted] = {}
         self._mids: dict[int, str] = {}
 
-    def add(self, topic_filter: str) -> bool:
-        """True if it was new."""
+    def add(self, topic_filter: str, qos: int = 1) -> bool:
+        """True if it was new. ``qos`` 0: never more (a bulk read that must not fill the broker's queue)."""
         with self._lock:
             if topic_filter in self._wanted:
                 return False
-            self._wanted[topic_filter] = _Wanted()
+            self._wanted[topic_filter] = _Wanted(qos=qos, best=qos)
             return True
 
     def remove(self, topic_filter: str) -> None:
@@ -97,7 +98,7 @@ class Subscriptions:
             if wanted is None:
                 return
             wanted.state = "pending"
-            qos = 1 if wanted.failures % 2 == 0 else 0
+            qos = wanted.best if wanted.failures % 2 == 0 else 0
             result, mid = client.subscribe(topic_filter, qos=qos)
             if self._ok(result) and mid is not None:
                 self._mids[mid] = topic_filter

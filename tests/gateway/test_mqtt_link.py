@@ -303,3 +303,27 @@ def test_an_mqtt5_broker_s_receive_maximum_caps_the_window(broker: Mosquitto, pr
         assert link.in_flight == window
     finally:
         link.stop()
+
+
+def test_a_read_back_of_more_retained_messages_than_the_broker_queues_is_complete(tmp_path: Path):
+    """A stock Mosquitto queues 1,000 QoS 1 messages per client and drops the rest: 3,000 configs."""
+    broker = Mosquitto(tmp_path, extra=["max_queued_messages 1000"]).start()
+    topics = [f"homeassistant/sensor/soest/soest_x{i}/config" for i in range(3000)]
+    writer = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    writer.connect("127.0.0.1", broker.port)
+    writer.loop_start()
+    infos = [writer.publish(t, b'{"name":"x"}', qos=1, retain=True) for t in topics]
+    reader = RetainedReader(["homeassistant/+/soest/+/config"], "soest/gateway/sync/t")
+    link = _link(Broker(port=broker.port), will_topic=None, on_message=reader.offer)
+    try:
+        for info in infos:
+            info.wait_for_publish(10)
+        assert link.wait_connected(5)
+        seen = reader.read(link, timeout=10)
+        assert seen is not None, reader.problem
+        assert set(seen) == set(topics)
+    finally:
+        link.stop()
+        writer.disconnect()
+        writer.loop_stop()
+        broker.stop()
