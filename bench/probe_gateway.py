@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.synthetic import synthetic_catalog  # noqa: E402
+from gateway import discovery  # noqa: E402
 from gateway.app import Gateway  # noqa: E402
 from gateway.config import Broker  # noqa: E402
 
@@ -30,8 +31,8 @@ def rss_bytes() -> int:
     return 0
 
 
-async def main(count: int, port: int) -> dict[str, float]:
-    cat = synthetic_catalog(count)
+async def main(count: int, port: int, mode: str = "entity", per_device: int | None = None) -> dict[str, float]:
+    cat = synthetic_catalog(count, mode=mode, per_device=per_device)
     gc.collect()
     rss_catalog = rss_bytes()
     t0 = time.perf_counter()
@@ -54,7 +55,8 @@ async def main(count: int, port: int) -> dict[str, float]:
     stop.set()
     await task
     return {"entities": count, "announce_s": t1 - t0, "rss_bytes": rss, "rss_after_config_bytes": rss_catalog,
-            "discovery_configs": configs,
+            "discovery_configs": sum(1 for _ in discovery.mode_configs(cat)), "entity_configs": configs,
+            "mode": mode,
             "process_to_announced_s": t1 - STARTED}
 
 
@@ -62,5 +64,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--entities", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=("entity", "device"), default="entity")
+    parser.add_argument("--per-device", type=int, default=None, help="entities per source (device)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.entities, args.port))))
+    print(json.dumps(asyncio.run(main(args.entities, args.port, args.mode, args.per_device))))

@@ -52,20 +52,26 @@ ADAPTER = Adapter(
 REGISTRY: Mapping[str, Adapter] = {**ADAPTERS, "synthetic": ADAPTER}
 
 
-def config_text(count: int, base: str = "bench", slug: str = "bench", every: str = "1h") -> str:
+def config_text(count: int, base: str = "bench", slug: str = "bench", every: str = "1h",
+                mode: str = "entity", per_device: int | None = None) -> str:
+    """``count`` entities in one source, or in sources (devices) of ``per_device`` entities each."""
     data: dict[str, Any] = yaml.safe_load((ROOT / "topics.yaml").read_text())
     data["city"]["slug"] = slug
     data["mqtt"]["base_topic"] = base
     data["measurements"] = {"synthetic": {"device_class": "temperature", "unit": "°C", "state_class": "measurement",
                                           "precision": 2, "plausible": [-50, 60]}}
-    data["sources"] = {"synthetic": {
+    data["mqtt"]["discovery_mode"] = mode
+    size = per_device or count
+    data["sources"] = {("synthetic" if size == count else f"synthetic{i}"): {
         "adapter": "synthetic", "base_url": "https://example.invalid", "every": every, "max_age": "2h",
-        "options": {"count": count},
+        "options": {"count": min(size, count - i * size)},
         # Listing 100,000 entities by name would measure the YAML parser more than the gateway.
         "entities": {"*": {"measurement": "synthetic"}},
-    }}
+    } for i in range(-(-count // size))}
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 
-def synthetic_catalog(count: int, base: str = "bench", slug: str = "bench") -> catalog.Catalog:
-    return catalog.build(loads(config_text(count, base, slug), ROOT / "bench.yaml"), REGISTRY)
+def synthetic_catalog(count: int, base: str = "bench", slug: str = "bench", mode: str = "entity",
+                      per_device: int | None = None) -> catalog.Catalog:
+    text = config_text(count, base, slug, mode=mode, per_device=per_device)
+    return catalog.build(loads(text, ROOT / "bench.yaml"), REGISTRY)

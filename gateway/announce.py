@@ -33,6 +33,8 @@ MAX_SEEN_CONFIGS_EXTRA = 10_000
 # "online" + 50 MiB of spaces count.
 MAX_BIRTH_PAYLOAD = 64
 # What HA needs again after its restart; info and discovery are sent separately.
+# HA's request to move an entity to the other discovery schema without removing it.
+MIGRATE = b'{"migrate_discovery":true}'
 REANNOUNCED = (TopicClass.AVAILABILITY, TopicClass.STATE, TopicClass.ATTRIBUTES, TopicClass.DIAGNOSTIC)
 
 
@@ -107,6 +109,8 @@ class Announcer:
             # deliver retained messages to wildcard subscriptions. Either way, clearing would be guesswork.
             problem = f"the broker returned none of the {len(self.registry)} discovery configs published before"
             seen = None
+        if seen is not None:
+            self._migrate_first(set(seen) | self.registry)
         ours: set[str] = set()
         unchanged = 0
         for topic, payload in discovery.messages(self.catalog):
@@ -123,13 +127,30 @@ class Announcer:
             self._save_registry(self.registry | ours)
             self.registry = set()
             return
-        orphans = sorted((set(seen) | self.registry) - ours)
-        for topic in orphans:
+        leftover = (set(seen) | self.registry) - ours
+        device_mode = self.catalog.settings.mqtt.discovery_mode == discovery.DEVICE
+        # Configs of the other discovery_mode: their entities were migrated above (migrate_first).
+        migrated = {t for t in leftover if discovery.is_device_topic(self.catalog.prefix, t) != device_mode}
+        for topic in sorted(leftover):
             self.link.publish(topic, b"", TopicClass.DISCOVERY)
         self._save_registry(ours)
         self.registry = set()
-        log.info("discovery: %d configs (%d unchanged), %d orphaned configs removed",
-                 len(ours), unchanged, len(orphans))
+        log.info("discovery: %d configs (%d unchanged), %d migrated from %s mode, %d orphaned configs removed",
+                 len(ours), unchanged, len(migrated), "entity" if device_mode else "device",
+                 len(leftover) - len(migrated))
+
+    def _migrate_first(self, found: set[str]) -> None:
+        """HA's migration between discovery schemas: flag the configs of the other mode first.
+
+        Home Assistant then unloads those entities without removing them from its registry when
+        their config is cleared, and the configs of this mode (same unique_ids) take them over:
+        entity ids, names the user changed and history stay. The order is HA's: flag, new
+        configs, clear the old ones (reconcile does the last two).
+        """
+        device_mode = self.catalog.settings.mqtt.discovery_mode == discovery.DEVICE
+        for topic in sorted(found):
+            if discovery.is_device_topic(self.catalog.prefix, topic) != device_mode:
+                self.link.send(topic, MIGRATE, TopicClass.DISCOVERY)
 
     # ------------------------------------------------------------------ Home Assistant's birth
 

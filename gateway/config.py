@@ -151,6 +151,9 @@ class Mqtt(_Model):
     base_topic: TopicRoot = "soest"
     discovery_prefix: TopicRoot = "homeassistant"
     discovery: bool = True
+    # entity: one config per entity (every HA, and openHAB up to 5.1, which reads no device configs);
+    # device: one config per device (HA 2024.11 and later). Switching migrates (gateway.announce).
+    discovery_mode: Literal["entity", "device"] = "entity"
     qos: Literal[0, 1, 2] = 1
     heartbeat: Heartbeat = 900.0
     birth_delay: BirthDelay = 10.0

@@ -29,14 +29,58 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 
 def configs(catalog: Catalog) -> dict[str, dict[str, Any]]:
-    """Every discovery topic the catalogue produces, with its config payload."""
-    return dict(iter_configs(catalog))
+    """Every discovery topic the catalogue produces in its ``discovery_mode``, with its config payload."""
+    return dict(mode_configs(catalog))
 
 
 def messages(catalog: Catalog) -> Iterator[tuple[str, bytes]]:
     """(topic, encoded payload) one at a time: a big deployment never holds them all in memory."""
-    for topic, payload in iter_configs(catalog):
+    for topic, payload in mode_configs(catalog):
         yield topic, encode(payload)
+
+
+def mode_configs(catalog: Catalog) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The configs of the catalogue's ``mqtt.discovery_mode``: per entity, or per device."""
+    if catalog.settings.mqtt.discovery_mode == DEVICE:
+        return iter_device_configs(catalog)
+    return iter_configs(catalog)
+
+
+DEVICE = "device"  # the component name HA reads device configs under: <prefix>/device/<node_id>/<id>/config
+
+
+def is_device_topic(prefix: str, topic: str) -> bool:
+    return topic.startswith(f"{prefix}/{DEVICE}/")
+
+
+def iter_device_configs(catalog: Catalog) -> Iterator[tuple[str, dict[str, Any]]]:
+    """One config per device (HA >= 2024.11), holding the same entity configs as components.
+
+    Each component keeps its unique_id, object_id and default_entity_id, so switching modes keeps
+    every entity (gateway.announce migrates); device and origin are stated once per device. A
+    source's entities are contiguous in iter_configs, so one device is held at a time.
+    """
+    device_id: str | None = None
+    device: dict[str, Any] = {}
+    origin: dict[str, Any] = {}
+    components: dict[str, dict[str, Any]] = {}
+    for topic, payload in iter_configs(catalog):
+        component = topic.split("/")[-4]
+        this = payload.pop("device")
+        origin = payload.pop("origin")
+        if this["identifiers"][0] != device_id:
+            if device_id is not None:
+                yield _device_config(catalog, device_id, device, origin, components)
+            device_id, device, components = this["identifiers"][0], this, {}
+        components[payload["unique_id"]] = {"platform": component, **payload}
+    if device_id is not None:
+        yield _device_config(catalog, device_id, device, origin, components)
+
+
+def _device_config(catalog: Catalog, device_id: str, device: dict[str, Any], origin: dict[str, Any],
+                   components: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    topic = topics.discovery_topic(catalog.prefix, DEVICE, catalog.node_id, device_id)
+    return topic, {"device": device, "origin": origin, "components": components}
 
 
 def iter_configs(catalog: Catalog) -> Iterator[tuple[str, dict[str, Any]]]:
