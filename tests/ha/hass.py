@@ -124,7 +124,17 @@ class HomeAssistant:
     def log_path(self) -> Path:
         return self.config / "home-assistant.log"
 
+    @property
+    def earlier_logs(self) -> Path:
+        return self.config / "earlier-runs.log"
+
     def start(self, timeout: float = 60.0) -> None:
+        # HA rolls home-assistant.log over at start and keeps one old file: collect every earlier
+        # run's log, so that a restart hides none of its records.
+        if self.log_path.exists():
+            with self.earlier_logs.open("a") as earlier:
+                earlier.write(self.log_path.read_text(errors="replace"))
+            self.log_path.unlink()
         started = time.monotonic()
         out = (self.config / "hass.stdout").open("ab")
         self.proc = subprocess.Popen([str(venv() / "bin" / "hass"), "-c", str(self.config), "--skip-pip"],
@@ -159,7 +169,7 @@ class HomeAssistant:
 
     def log_records(self, levels: tuple[str, ...], loggers: tuple[str, ...]) -> list[str]:
         """Whole log records (with continuation lines, e.g. tracebacks) at ``levels`` from ``loggers``."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        text = "".join(p.read_text(errors="replace") for p in (self.earlier_logs, self.log_path) if p.exists())
         starts = list(LOG_RECORD.finditer(text))
         out = []
         for i, m in enumerate(starts):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.ha.conftest import FAILING, World
+from tests.ha.conftest import FAILING, World, entity_id
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.ha, pytest.mark.broker]
@@ -22,14 +22,6 @@ WATCHED = ("homeassistant.components.mqtt", "homeassistant.components.sensor")
 # Removed from the config in the removal test: a whole source (its device goes too) and one entity.
 REMOVED_SOURCE = "pegelonline"
 REMOVED_ENTITY = ("brightsky", "dew_point")
-
-
-def entity_id(topic: str, config: dict[str, Any]) -> str:
-    """The entity_id HA gives a new entity: HA 2025.4 takes ``<component>.<object_id>`` (it does not
-    know ``default_entity_id`` yet, which newer versions use and which must say the same)."""
-    component = topic.split("/")[1]
-    assert config["default_entity_id"] == f"{component}.{config['object_id']}", topic
-    return f"{component}.{config['object_id']}"
 
 
 def source_of(config: dict[str, Any]) -> str | None:
@@ -151,7 +143,7 @@ def test_gateway_stop_makes_its_entities_unavailable(world: World):
 
     def expected(config: dict[str, Any]) -> str:
         # The connection sensor is the gateway's status itself: it shows "off", not unavailable.
-        return "off" if config["state_topic"].endswith("/gateway/status") else "unavailable"
+        return "off" if config.get("state_topic", "").endswith("/gateway/status") else "unavailable"
 
     def wrong() -> dict[str, str]:
         states = world.hass.states()
@@ -169,14 +161,16 @@ def test_failing_source_makes_only_its_entities_unavailable(world: World):
     enabled = {entity_id(t, c): c for t, c in configs.items() if c.get("enabled_by_default", True)}
     failing = {e for e, c in enabled.items() if source_of(c) == FAILING}
     assert len(failing) >= 3
+    before = world.hass.states()
     fixture.break_with(world.upstream, world.upstream.url, body=b'{"error":"boom"}', status=500)
     try:
         states = wait_until(lambda: (s := world.hass.states()) and all(s[e]["state"] == "unavailable"
                                                                         for e in failing) and s, timeout=20)
         # The moment the outage shows, everything else is still there, the failing source's own
         # diagnostics included (they depend on the gateway only).
-        others = {e: states[e]["state"] for e in enabled if e not in failing and states[e]["state"] == "unavailable"}
-        assert others == {}
+        others = {e for e in enabled if e not in failing
+                  and before[e]["state"] != "unavailable" and states[e]["state"] == "unavailable"}
+        assert others == set()
         assert int(states[f"sensor.soest_{FAILING}_fetch_errors"]["state"]) >= 1
     finally:
         fixture.serve(world.upstream, world.upstream.url)
