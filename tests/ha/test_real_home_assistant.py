@@ -8,6 +8,7 @@ back through HA's own REST and websocket APIs and its log, as a user's HA would 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -22,6 +23,19 @@ WATCHED = ("homeassistant.components.mqtt", "homeassistant.components.sensor")
 # Removed from the config in the removal test: a whole source (its device goes too) and one entity.
 REMOVED_SOURCE = "pegelonline"
 REMOVED_ENTITY = ("brightsky", "dew_point")
+
+
+def same_value(topic: str, config: dict[str, Any], published: str, shown: str) -> bool:
+    """Whether HA's state ``shown`` is the value the gateway ``published`` for this config."""
+    if topic.split("/")[1] == "binary_sensor":
+        on, off = config.get("payload_on", "ON"), config.get("payload_off", "OFF")
+        return shown == {on: "on", off: "off"}.get(published)
+    if config.get("device_class") == "timestamp":
+        return datetime.fromisoformat(shown) == datetime.fromisoformat(published)
+    if config.get("device_class") != "enum" and any(k in config for k in (
+            "unit_of_measurement", "state_class", "suggested_display_precision")):
+        return float(shown) == float(published)
+    return shown == published
 
 
 def source_of(config: dict[str, Any]) -> str | None:
@@ -45,6 +59,7 @@ def test_every_config_is_one_entity_with_its_device(world: World):
         extended = {e["entity_id"]: e for e in sock.call("config/entity_registry/get_entries",
                                                           entity_ids=[e["entity_id"] for e in ours]).values()}
     states = world.hass.states()
+    values = world.values()
     problems: list[str] = []
 
     def check(what: str, got: object, want: object) -> None:
@@ -90,6 +105,10 @@ def test_every_config_is_one_entity_with_its_device(world: World):
             check(f"{uid} state device_class", attrs.get("device_class"), config.get("device_class"))
             check(f"{uid} state state_class", attrs.get("state_class"), config.get("state_class"))
             check(f"{uid} friendly_name", attrs.get("friendly_name"), f"{spec['name']} {config['name']}")
+            published = values.get(config.get("state_topic", ""))
+            if published is not None and states[eid]["state"] != "unavailable" \
+                    and not same_value(topic, config, published.decode(), states[eid]["state"]):
+                problems.append(f"{uid} state: HA shows {states[eid]['state']!r}, the gateway published {published!r}")
         else:
             check(f"{uid} state of a disabled entity", states.get(eid), None)
     # Nothing of ours beyond the configs: HA has exactly one entity per config, one device per identifier.
