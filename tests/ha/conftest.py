@@ -190,7 +190,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     problem = venv_problem()
     if problem is not None:
         if os.environ.get("CI"):
-            pytest.fail(f"{problem}; scripts/ensure-ha makes it")
+            pytest.fail(problem)
         pytest.skip(problem)
     workdir = tmp_path_factory.mktemp("ha")
     (workdir / "broker").mkdir()

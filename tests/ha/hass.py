@@ -119,6 +119,7 @@ class HomeAssistant:
         self.token = write_config_dir(config, self.port, broker_port)
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_seconds: list[float] = []  # launch to API ready, for each start
+        self.stop_seconds: list[float] = []  # SIGTERM to exit
 
     @property
     def log_path(self) -> Path:
@@ -154,12 +155,14 @@ class HomeAssistant:
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            started = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+            self.stop_seconds.append(time.monotonic() - started)
         self.proc = None
 
     def log_tail(self, lines: int = 40) -> str:

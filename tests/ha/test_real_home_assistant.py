@@ -7,6 +7,7 @@ back through HA's own REST and websocket APIs and its log, as a user's HA would 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -135,7 +136,10 @@ def test_entities_come_back_after_ha_restart(world: World):
     states_before = world.hass.states()
     world.hass.stop()
     world.hass.start()
+    started = time.monotonic()
     world.settled()
+    print(f"\nHA restart: stopped in {world.hass.stop_seconds[-1]:.1f} s, API up in "
+          f"{world.hass.start_seconds[-1]:.1f} s, all entities back {time.monotonic() - started:.1f} s later")
     entities_after, devices_after = world.hass.registries()
     ours = {entity_id(t, c) for t, c in configs.items()}
 
