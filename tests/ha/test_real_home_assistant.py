@@ -7,6 +7,7 @@ back through HA's own REST and websocket APIs and its log, as a user's HA would 
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from datetime import datetime
@@ -223,3 +224,18 @@ def test_entities_removed_from_the_config_disappear(world: World):
     identifiers = {i for d in devices for _, i in d["identifiers"]}
     assert f"soest_{REMOVED_SOURCE}" not in identifiers
     assert f"soest_{source}" in identifiers
+
+
+def test_refresh_button_pressed_in_ha_reaches_the_gateway(world: World):
+    world.full()
+    gateway = world.gateway
+    assert gateway is not None
+    before = gateway.log.count("refresh: ")
+    world.hass.rest("POST", "/api/services/button/press", {"entity_id": "button.soest_gateway_refresh"})
+    # The gateway answers a press with one log line naming the sources it fetches (the sun at
+    # least: it is computed locally and never too recent to refresh).
+    wait_until(lambda: gateway.log.count("refresh: ") > before, timeout=10)
+    line = gateway.log.split("refresh: ")[-1].splitlines()[0]
+    fetched = re.match(r"fetching \d+ of \d+ sources now \(([^)]*)\)", line)
+    assert fetched, line
+    assert "sun" in fetched.group(1).split(", "), line
