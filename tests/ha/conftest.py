@@ -94,11 +94,12 @@ class World:
         self.gateway = GatewayProcess(self.config, self.broker.port)
         return self.gateway
 
-    def stop_gateway(self) -> None:
-        if self.gateway is not None:
-            self.gateway.terminate()
+    def stop_gateway(self) -> int | None:
+        """SIGTERM to the gateway; its exit code (None when none was running)."""
+        code = self.gateway.terminate() if self.gateway is not None else None
         self.gateway = None
         self.config_text = None
+        return code
 
     def expected_configs(self) -> dict[str, dict[str, Any]]:
         """The discovery configs of the running config, as the gateway builds them."""

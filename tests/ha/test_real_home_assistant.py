@@ -162,7 +162,7 @@ def test_entities_come_back_after_ha_restart(world: World):
 
 def test_gateway_stop_makes_its_entities_unavailable(world: World):
     configs = world.full()
-    world.stop_gateway()
+    assert world.stop_gateway() == 0
     enabled = {entity_id(t, c): c for t, c in configs.items() if c.get("enabled_by_default", True)}
 
     def expected(config: dict[str, Any]) -> str:
@@ -223,6 +223,8 @@ def test_entities_removed_from_the_config_disappear(world: World):
     _, devices = world.hass.registries()
     identifiers = {i for d in devices for _, i in d["identifiers"]}
     assert f"soest_{REMOVED_SOURCE}" not in identifiers
+    gone = {entity_id(t, c) for t, c in configs.items() if c["unique_id"] in gone_source | {gone_entity}}
+    assert gone & set(world.hass.states()) == set()
     assert f"soest_{source}" in identifiers
 
 
