@@ -15,7 +15,7 @@ Converter = Callable[[float], float] | None
 
 
 # Our field -> (upstream value_type, converter, physical range in our unit, MAD floor in our unit).
-# Values outside the range are sensor faults (an SDS011 saturates at 999.9 μg/m³); the floor keeps a
+# Values outside the range are sensor faults (an SDS011 saturates at 999.9 µg/m³); the floor keeps a
 # near-zero spread from turning every small difference into an "outlier". Pressure is the sensor's
 # station pressure (BME280 `pressure`, Pa), not reduced to sea level.
 QUANTITIES: dict[str, tuple[str, Converter, tuple[float, float], float]] = {

@@ -10,7 +10,7 @@ from pydantic import Field
 from gateway import adapter_api as api
 
 Pollutant = Literal["pm10", "pm25", "no2", "o3"]
-# Field table: UBA component id -> our field. Values arrive in μg/m³ (the unit /components/json lists for all
+# Field table: UBA component id -> our field. Values arrive in µg/m³ (the unit /components/json lists for all
 # four), so no converters. 1/3/5 are documented; 9 = PM2.5 is inferred, hence the table is an option default.
 COMPONENTS: dict[int, Pollutant] = {1: "pm10", 3: "o3", 5: "no2", 9: "pm25"}
 POLLUTANTS: tuple[Pollutant, ...] = ("pm10", "pm25", "no2", "o3")

@@ -1,7 +1,10 @@
-"""Home Assistant's rules for a measurement (device class, unit, state class) as data (HA 2026.11).
+"""Home Assistant's rules for a measurement (device class, unit, state class) as data.
 
-config.py checks every measurement of topics.yaml against them; the full discovery-payload
-validator that the tests use lives in tests/ha_rules.py.
+The tables are the newest Home Assistant's (2026.11). What an older line still in use differs in is
+checked on top: HA 2025.4, whose MQTT code openHAB 5 embeds, and the 2025.7-2025.8 releases that
+reject a micro sign they do not spell themselves. Where the lines differ, only what all accept
+passes. config.py checks every measurement of topics.yaml against these rules; the full
+discovery-payload validator that the tests use lives in tests/ha_rules.py.
 """
 
 from __future__ import annotations
@@ -103,6 +106,10 @@ SENSOR_DEVICE_CLASS_UNITS: Mapping[str, frozenset[str | None]] = MappingProxyTyp
 
 
 # µ (U+00B5 MICRO SIGN) spellings of every unit above that uses μ (U+03BC GREEK SMALL LETTER MU).
+# Until August 2025 HA spelled micro with µ and, from 2025.4, warned about μ ("will stop working");
+# 2025.7 and 2025.8 reject μ outright. Since then μ is HA's own spelling and it translates µ itself.
+# µ is therefore the one spelling every version accepts.
+MICRO_SIGN, GREEK_MU = "\u00b5", "\u03bc"
 AMBIGUOUS_UNITS: Mapping[str, str] = MappingProxyType({
     unit.replace("\u03bc", "\u00b5"): unit
     for units in SENSOR_DEVICE_CLASS_UNITS.values()
@@ -182,6 +189,10 @@ def measurement_problems(
         if value is not None and not isinstance(value, str):
             return [f"{key} must be a string or null, not {value!r}"]
     problems: list[str] = []
+    if unit and GREEK_MU in unit:
+        problems.append(f"unit {unit!r} spells micro with μ (U+03BC), which Home Assistant 2025.7 and 2025.8 "
+                        f"reject and 2025.4 (openHAB 5) warns about; write {unit.replace(GREEK_MU, MICRO_SIGN)!r} "
+                        "with µ (U+00B5, MICRO SIGN), which every version accepts")
     unit = normalize_unit(unit or None)  # HA removes a blank unit
     if component == "binary_sensor":
         if device_class is not None and device_class not in BINARY_SENSOR_DEVICE_CLASSES:

@@ -191,11 +191,21 @@ PAGE = """<!doctype html>
 <th>Requests</th><th>Errors</th><th>Last error</th></tr></thead><tbody></tbody></table>
 <h2>Entities</h2>
 <table id="entities"><thead><tr><th>Entity</th><th>Value</th><th>Unit</th><th>Age</th><th>Topic</th>
-</tr></thead><tbody></tbody></table>
+<th>Home Assistant</th></tr></thead><tbody></tbody></table>
 </main>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
+// ?ha=http://homeassistant.local:8123 (remembered in this browser) turns entity ids into links to
+// their history in that Home Assistant; the page cannot know where Home Assistant runs by itself.
+const params = new URLSearchParams(location.search);
+if (params.has("ha")) localStorage.setItem("ha", params.get("ha"));
+const ha = (localStorage.getItem("ha") || "").replace(/[/]+$/, "");
+function entityId(td, id) {
+  const el = document.createElement(/^https?:[/][/][^ "<>]+$/.test(ha) ? "a" : "code");
+  if (el.tagName === "A") el.href = ha + "/history?entity_id=" + encodeURIComponent(id);
+  el.textContent = id; td.replaceChildren(el);
+}
 function cell(row, text, cls) {
   const td = row.insertCell(); td.textContent = text ?? "—"; if (cls) td.className = cls; return td;
 }
@@ -228,6 +238,7 @@ function render(st) {
     cell(row, e.value, "num value"); cell(row, e.unit);
     cell(row, age(e.age_s), e.stale ? "stale" : ""); cell(row, e.topic).innerHTML = "<code></code>";
     row.cells[4].firstChild.textContent = e.topic;
+    entityId(cell(row, ""), e.entity_id);
   }
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }

@@ -36,7 +36,7 @@ def test_normal_response_gives_robust_medians():
     got = readings((FIXTURES / "sensor_community" / "normal.json").read_bytes())
     assert set(got) == sc.ADAPTER.fields
     values = {k: r.value for k, r in got.items()}
-    # Medians after dropping: PM sensor 27301 (48.3/31.7 μg/m³ among ~11/~6), the BMP280 27302 (27.6 °C in
+    # Medians after dropping: PM sensor 27301 (48.3/31.7 µg/m³ among ~11/~6), the BMP280 27302 (27.6 °C in
     # a sunny housing, 991.2 hPa), the DHT22 25521 stuck at 99.9 % and 28891's -145.2 °C (out of range).
     assert values["pm10"] == pytest.approx(11.16)
     assert values["pm25"] == pytest.approx(6.34)

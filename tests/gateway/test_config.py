@@ -66,6 +66,9 @@ CASES = [
      ["sources.brightsky.entities.gust", "no field 'gusts'", "wind_gust_speed"]),
     (lambda d: d["measurements"]["humidity"].update(unit="°C"),
      ["measurements.humidity", "not valid with device_class 'humidity'", "'%'"]),
+    # μ (U+03BC): rejected by HA 2025.7/2025.8, a warning in 2025.4; µ (U+00B5) is accepted by all.
+    (lambda d: d["measurements"]["pm10"].update(unit="\u03bcg/m³"),
+     ["measurements.pm10", "spells micro with μ (U+03BC)", "'\u00b5g/m³'"]),
     (lambda d: d["measurements"]["condition"].update(unit="mm"),
      ["measurements.condition", "enum"]),
     (lambda d: d["sources"]["brightsky"]["options"].update(max_dist=5),

@@ -159,7 +159,11 @@ def test_status_page_in_headless_chromium(running_fast, tmp_path: Path, upstream
     assert '<td class="online">online</td>' in dom
     assert "24.3" in dom  # the temperature, rendered by the page's own script from /api/status
     assert "soest/brightsky/temperature" in dom
+    assert "<code>sensor.soest_brightsky_temperature</code>" in dom  # so an operator finds it in HA
     assert (ARTIFACTS / "status-page.png").stat().st_size > 1000
+    linked = chromium_dom(url + "?ha=http://ha.example:8123/", tmp_path / "profile-ha")
+    assert '<a href="http://ha.example:8123/history?entity_id=sensor.soest_brightsky_temperature">' \
+           "sensor.soest_brightsky_temperature</a>" in linked
 
     upstream.serve("/current_weather", "upstream down", status=503)
     wait_until(lambda: status(port)["sources"]["brightsky"]["status"] == "offline", 15)
