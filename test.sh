@@ -8,6 +8,7 @@ cd "$(dirname "$0")"
 scripts/ensure-mosquitto
 scripts/ensure-chromium
 scripts/ensure-nats
+scripts/ensure-ha
 scripts/bootstrap --test
 .venv/bin/ruff check .
 # A seed of our own unless the caller chose one (or turned pytest-randomly off), printed so that a
