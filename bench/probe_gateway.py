@@ -22,6 +22,7 @@ from bench.synthetic import synthetic_catalog  # noqa: E402
 from gateway import discovery  # noqa: E402
 from gateway.app import Gateway  # noqa: E402
 from gateway.config import Broker  # noqa: E402
+from gateway.outbox import TopicClass  # noqa: E402
 
 
 def rss_bytes() -> int:
@@ -31,8 +32,9 @@ def rss_bytes() -> int:
     return 0
 
 
-async def main(count: int, port: int, mode: str = "entity", per_device: int | None = None) -> dict[str, float]:
-    cat = synthetic_catalog(count, mode=mode, per_device=per_device)
+async def main(count: int, port: int, mode: str = "entity", per_device: int | None = None,
+               qos: int = 1) -> dict[str, float]:
+    cat = synthetic_catalog(count, mode=mode, per_device=per_device, qos=qos)
     gc.collect()
     rss_catalog = rss_bytes()
     t0 = time.perf_counter()
@@ -48,6 +50,10 @@ async def main(count: int, port: int, mode: str = "entity", per_device: int | No
     while not announced():
         await asyncio.sleep(0.005)
     await asyncio.to_thread(gw.link.flush, 120)
+    if qos == 0:
+        # Nothing is acknowledged at QoS 0: a QoS 1 message after the burst is (the broker takes a
+        # connection's messages in order), as the ha-mqtt-discoverable probe does.
+        await asyncio.to_thread(gw.link.send_confirmed, "bench/flush", b"x", TopicClass.INFO, 120)
     t1 = time.perf_counter()
     gc.collect()
     await asyncio.sleep(0.5)
@@ -66,5 +72,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=("entity", "device"), default="entity")
     parser.add_argument("--per-device", type=int, default=None, help="entities per source (device)")
+    parser.add_argument("--qos", type=int, choices=(0, 1), default=1, help="mqtt.qos of the gateway")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.entities, args.port, args.mode, args.per_device))))
+    print(json.dumps(asyncio.run(main(args.entities, args.port, args.mode, args.per_device, args.qos))))

@@ -53,7 +53,7 @@ REGISTRY: Mapping[str, Adapter] = {**ADAPTERS, "synthetic": ADAPTER}
 
 
 def config_text(count: int, base: str = "bench", slug: str = "bench", every: str = "1h",
-                mode: str = "entity", per_device: int | None = None) -> str:
+                mode: str = "entity", per_device: int | None = None, qos: int = 1) -> str:
     """``count`` entities in one source, or in sources (devices) of ``per_device`` entities each."""
     data: dict[str, Any] = yaml.safe_load((ROOT / "topics.yaml").read_text())
     data["city"]["slug"] = slug
@@ -61,6 +61,7 @@ def config_text(count: int, base: str = "bench", slug: str = "bench", every: str
     data["measurements"] = {"synthetic": {"device_class": "temperature", "unit": "°C", "state_class": "measurement",
                                           "precision": 2, "plausible": [-50, 60]}}
     data["mqtt"]["discovery_mode"] = mode
+    data["mqtt"]["qos"] = qos
     size = per_device or count
     data["sources"] = {("synthetic" if size == count else f"synthetic{i}"): {
         "adapter": "synthetic", "base_url": "https://example.invalid", "every": every, "max_age": "2h",
@@ -72,6 +73,6 @@ def config_text(count: int, base: str = "bench", slug: str = "bench", every: str
 
 
 def synthetic_catalog(count: int, base: str = "bench", slug: str = "bench", mode: str = "entity",
-                      per_device: int | None = None) -> catalog.Catalog:
-    text = config_text(count, base, slug, mode=mode, per_device=per_device)
+                      per_device: int | None = None, qos: int = 1) -> catalog.Catalog:
+    text = config_text(count, base, slug, mode=mode, per_device=per_device, qos=qos)
     return catalog.build(loads(text, ROOT / "bench.yaml"), REGISTRY)

@@ -35,8 +35,9 @@ pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefix
 
 def config(tmp_path: Path, upstream: FixtureServer, mode: str, name: str = "t.yaml", **brightsky: Any) -> Path:
     path = brightsky_config(tmp_path / name, upstream, **brightsky)
-    text = path.read_text().replace("discovery: true", f"discovery: true\n  discovery_mode: {mode}", 1)
-    path.write_text(text)
+    data = yaml.safe_load(path.read_text())
+    data["mqtt"]["discovery_mode"] = mode
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     assert load(path).settings.mqtt.discovery_mode == mode
     return path
 
