@@ -51,6 +51,10 @@ CONTRACT: tuple[TopicRule, ...] = (
               "Home Assistant discovery config, one per entity. `node_id` is the city slug, "
               "`unique_id` is `<city>_<source>_<entity>`. Cleared (empty payload) when the entity is "
               "removed from topics.yaml."),
+    TopicRule("{prefix}/device/{node_id}/{device_id}/config", "publish", True, "JSON",
+              "With `mqtt.discovery_mode: device` instead: one config per device (`device_id` is "
+              "`<city>_<source>` or `<city>_gateway`) holding its entities as `components`. Cleared when "
+              "the source is removed."),
     TopicRule("{prefix}/status", "subscribe", False, "`online`",
               "Home Assistant's birth message: the gateway re-publishes discovery, then states, after a "
               "random delay of 50-100 % of `mqtt.birth_delay`."),

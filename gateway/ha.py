@@ -117,6 +117,40 @@ AMBIGUOUS_UNITS: Mapping[str, str] = MappingProxyType({
 })
 
 
+# What Home Assistant 2025.4 (the MQTT code openHAB 5 embeds) does not take yet, as read from
+# homeassistant 2025.4.4's sensor tables (tests/ha/test_rules_in_step.py compares them): device
+# classes it does not know, and units of a known class that came later. Everything else of the
+# newest tables it accepts.
+HA_2025_4_UNKNOWN_DEVICE_CLASSES = frozenset({
+    "absolute_humidity", "pm4", "radon", "reactive_energy", "temperature_delta",
+})
+HA_2025_4_UNKNOWN_UNITS: Mapping[str, frozenset[str]] = MappingProxyType({
+    "apparent_power": frozenset({"kVA", "mVA"}),
+    "atmospheric_pressure": frozenset({"atm", "inH₂O", "mPa"}),
+    "carbon_monoxide": frozenset({"mg/m³", "ppb", "μg/m³"}),
+    "current": frozenset({"μA"}),
+    "energy": frozenset({"thm"}),
+    "energy_distance": frozenset({"Wh/km"}),
+    "energy_storage": frozenset({"thm"}),
+    "frequency": frozenset({"mHz"}),
+    "gas": frozenset({"L", "MCF"}),
+    "nitrogen_dioxide": frozenset({"ppb", "ppm"}),
+    "nitrogen_monoxide": frozenset({"ppb"}),
+    "ozone": frozenset({"ppb", "ppm"}),
+    "pressure": frozenset({"atm", "inH₂O", "mPa"}),
+    "reactive_power": frozenset({"kvar", "mvar"}),
+    "speed": frozenset({"m/min"}),
+    "sulphur_dioxide": frozenset({"ppb"}),
+    "volatile_organic_compounds": frozenset({"mg/m³"}),
+    "volume": frozenset({"MCF"}),
+    "volume_flow_rate": frozenset({"L/h", "L/s", "gal/d", "gal/h", "m³/min", "m³/s"}),
+    "volume_storage": frozenset({"MCF"}),
+    "water": frozenset({"MCF"}),
+    "wind_speed": frozenset({"m/min"}),
+})
+OLDEST = "Home Assistant 2025.4 (and openHAB 5)"
+
+
 SENSOR_STATE_CLASSES = frozenset({"measurement", "measurement_angle", "total", "total_increasing"})
 
 
@@ -209,12 +243,16 @@ def measurement_problems(
         for key, value in (("unit_of_measurement", unit), ("state_class", state_class)):
             if value is not None:
                 problems.append(f"device_class {device_class!r} is not numeric and must not have {key}")
+    elif device_class in HA_2025_4_UNKNOWN_DEVICE_CLASSES:
+        problems.append(f"device_class {device_class!r} is unknown to {OLDEST}")
     elif device_class is not None and device_class not in ANY_UNIT_DEVICE_CLASSES:
-        allowed = SENSOR_DEVICE_CLASS_UNITS[device_class]
+        allowed = SENSOR_DEVICE_CLASS_UNITS[device_class] - HA_2025_4_UNKNOWN_UNITS.get(device_class, frozenset())
         if unit not in allowed:
             shown = "no unit" if unit is None else f"unit {unit!r}"
-            problems.append(f"{shown} is not valid with device_class {device_class!r} "
-                            f"(allowed: {_show(allowed)})")
+            newer = " (only newer Home Assistant versions take it)" if unit in SENSOR_DEVICE_CLASS_UNITS[
+                device_class] else ""
+            problems.append(f"{shown} is not valid with device_class {device_class!r}{newer} "
+                            f"(allowed by every version: {_show(allowed)})")
     if state_class is not None:
         possible = SENSOR_DEVICE_CLASS_STATE_CLASSES.get(device_class or "", SENSOR_STATE_CLASSES)
         if state_class not in SENSOR_STATE_CLASSES:

@@ -69,6 +69,9 @@ CASES = [
     # μ (U+03BC): rejected by HA 2025.7/2025.8, a warning in 2025.4; µ (U+00B5) is accepted by all.
     (lambda d: d["measurements"]["pm10"].update(unit="\u03bcg/m³"),
      ["measurements.pm10", "spells micro with μ (U+03BC)", "'\u00b5g/m³'"]),
+    # atm came after HA 2025.4 (openHAB 5): refused, although the newest HA takes it.
+    (lambda d: d["measurements"]["pressure"].update(unit="atm"),
+     ["measurements.pressure", "'atm' is not valid", "only newer Home Assistant versions", "'hPa'"]),
     (lambda d: d["measurements"]["condition"].update(unit="mm"),
      ["measurements.condition", "enum"]),
     (lambda d: d["sources"]["brightsky"]["options"].update(max_dist=5),
