@@ -15,6 +15,7 @@ from tests.helpers import (
     Subscriber,
     brightsky_config,
     retained_tree,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.both_protocols, pytest.mark.usefixtures("gateway_protocol")]
@@ -43,14 +44,18 @@ def test_values_survive_a_restart_with_upstream_down(tmp_path: Path, config: Pat
     """Gateway and broker both restart (broker without persistence) while upstream fails:
     the saved values go back on the broker, nothing is lost."""
     broker = Mosquitto(tmp_path).start()
-    proc = GatewayProcess(config, broker.port)
-    retained_tree(broker.port, {"soest/brightsky/temperature", "soest/brightsky/irradiance"})
-    assert proc.terminate() == 0
+    try:
+        proc = GatewayProcess(config, broker.port)
+        retained_tree(broker.port, {"soest/brightsky/temperature", "soest/brightsky/irradiance"})
+        # The registry is written once the discovery read-back is done, which may end after the states.
+        wait_until(lambda: "discovery: " in proc.log, 15)
+        assert proc.terminate() == 0
+    finally:
+        broker.stop()
     state = json.loads((config.parent / "data" / "state.json").read_text())
     assert state["entities"]["soest_brightsky_temperature"][0] == "24.3"
     registry = json.loads((config.parent / "data" / "discovery.json").read_text())
     assert "homeassistant/sensor/soest/soest_brightsky_temperature/config" in registry["topics"]
-    broker.stop()
     upstream.serve("/current_weather", "boom", status=500)
     broker = Mosquitto(tmp_path, port=broker.port).start()
     proc = GatewayProcess(config, broker.port)
