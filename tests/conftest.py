@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FixtureServer, Mosquitto
+from tests.helpers import FixtureServer, GatewayProcess, Mosquitto
 from tests.nats import NatsCluster, nats_binary
 
 
@@ -23,6 +23,17 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     mosq = Mosquitto(tmp_path).start()
     yield mosq
     mosq.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_gateway_outlives_its_test() -> Iterator[None]:
+    """A test that fails before stopping its gateway would leave it publishing into later tests' brokers."""
+    yield
+    while GatewayProcess.started:
+        proc = GatewayProcess.started.pop()
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(10)
 
 
 @pytest.fixture

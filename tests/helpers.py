@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as paho
 import yaml
@@ -427,7 +427,13 @@ def brightsky_config(path: Path, upstream: FixtureServer, fast_reconnect: bool =
 
 
 class GatewayProcess:
-    """``python -m gateway run`` as a subprocess, as a user would start it."""
+    """``python -m gateway run`` as a subprocess, as a user would start it.
+
+    Every instance is listed in ``started`` until it exits, so that conftest can stop what a
+    failing test left running (it would otherwise publish into the brokers of later tests).
+    """
+
+    started: ClassVar[list[GatewayProcess]] = []
 
     def __init__(self, config: Path, port: int, *, env: dict[str, str] | None = None,
                  args: Iterable[str] = ()) -> None:
@@ -439,6 +445,7 @@ class GatewayProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config),
                                       "--log-level", "debug", *args],
                                      cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        GatewayProcess.started.append(self)
 
     @property
     def log(self) -> str:

@@ -92,6 +92,7 @@ class World:
         self.config.write_text(text)
         self.config_text = text
         self.gateway = GatewayProcess(self.config, self.broker.port)
+        GatewayProcess.started.remove(self.gateway)  # it outlives a test on purpose; the module stops it
         return self.gateway
 
     def stop_gateway(self) -> int | None:
