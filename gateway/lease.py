@@ -38,6 +38,9 @@ BEATS_PER_LEASE = 3
 JITTER_SHARE = 0.2
 # A heartbeat is about 120 bytes; anything longer is not one and is not even parsed.
 MAX_BEAT_PAYLOAD = 512
+# The newest heartbeat of this many other instances is remembered; more than two is already a
+# misconfiguration, and a flood of invented instance ids must not grow memory.
+MAX_PEERS = 16
 INSTANCE_RE = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 _HOST_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 
@@ -130,7 +133,7 @@ class Lease:
         self._deadline = math.inf  # standby: take over at this time
         self._next_beat = math.inf  # active: the next heartbeat is due then
         self._seq = 0
-        self._last: tuple[str, datetime, int] | None = None  # the newest heartbeat heard
+        self._heard: dict[str, tuple[datetime, int]] = {}  # per instance: its newest (since, seq)
         self._rival: str | None = None  # an active instance that yields to us, logged once
 
     # ------------------------------------------------------------------ connection
@@ -151,14 +154,22 @@ class Lease:
     # ------------------------------------------------------------------ what happens
 
     def heard(self, payload: bytes, retained: bool, now: float) -> Event | None:
-        """A message on the lease topic. Only a live one counts: a retained one may be years old."""
-        beat = None if retained else parse_beat(payload)
+        """A message on the lease topic, if it proves that its sender is alive now.
+
+        A live heartbeat does. A retained one may be years old, so it proves life only as the
+        successor (same holder, same takeover, higher seq) of one heard before: some brokers (NATS)
+        keep the retain flag on live messages too, and every live heartbeat there arrives flagged.
+        """
+        beat = parse_beat(payload)
         if beat is None or beat.instance == self.instance:
             return None
-        last = self._last
-        if last is not None and last[:2] == (beat.instance, beat.since) and beat.seq <= last[2]:
-            return None  # a repeat (QoS 1 redelivery) proves no new life
-        self._last = (beat.instance, beat.since, beat.seq)
+        known = self._heard.get(beat.instance)
+        successor = known is not None and known[0] == beat.since and beat.seq > known[1]
+        if known is not None and known[0] == beat.since and not successor:
+            return None  # a repeat (QoS 1 redelivery, the retained copy again) proves no new life
+        self._remember(beat)
+        if retained and not successor:
+            return None
         if self.role is Role.STANDBY:
             self._silence = max(self.lease, beat.lease)
             if self._connected:
@@ -217,6 +228,12 @@ class Lease:
             return math.inf
         due = self._next_beat if self.role is Role.ACTIVE else self._deadline
         return max(0.0, due - now)
+
+    def _remember(self, beat: Beat) -> None:
+        self._heard.pop(beat.instance, None)
+        if len(self._heard) >= MAX_PEERS:
+            del self._heard[next(iter(self._heard))]  # the one heard least recently
+        self._heard[beat.instance] = (beat.since, beat.seq)
 
     def _wait(self) -> float:
         return self._silence + self._rand() * JITTER_SHARE * self.lease

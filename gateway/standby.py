@@ -104,9 +104,10 @@ class Standby:
         """On the MQTT thread: True if the message was on the lease topic (and is taken care of here)."""
         if topic != self.topic:
             return False
-        # Retained ones are history; oversized ones are not heartbeats: neither costs the event loop.
-        if not retain and len(payload) <= MAX_BEAT_PAYLOAD and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._heard, payload)
+        # Oversized ones are not heartbeats and do not cost the event loop. Retained ones go on: the
+        # lease decides what they prove (on NATS every live heartbeat arrives flagged retained).
+        if len(payload) <= MAX_BEAT_PAYLOAD and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._heard, payload, retain)
         return True
 
     def connected(self) -> None:
@@ -141,8 +142,8 @@ class Standby:
         else:
             self.lease.disconnected()
 
-    def _heard(self, payload: bytes) -> None:
-        event = self.lease.heard(payload, False, time.monotonic())
+    def _heard(self, payload: bytes, retain: bool) -> None:
+        event = self.lease.heard(payload, retain, time.monotonic())
         if event is not None:
             self._apply(event)
             self._wake.set()

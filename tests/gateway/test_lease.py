@@ -97,6 +97,52 @@ def test_retained_heartbeats_and_own_heartbeats_prove_no_life():
     assert standby.tick(3.0, T0) is not None
 
 
+def test_retained_heartbeats_prove_life_only_as_successors_of_one_heard_before():
+    """NATS keeps the retain flag on live messages: every live heartbeat arrives flagged."""
+    standby = lease()
+    standby.connected(0.0)
+    assert standby.heard(beat(seq=7), True, 1.0) is None  # the stored copy: maybe long dead
+    assert standby.tick(2.9, T0) is None
+    event = standby.heard(beat(seq=8), True, 2.0)  # its successor: the holder is alive
+    assert event is not None
+    assert event.line.startswith("standby: instance a-000001 is active")
+    assert standby.heard(beat(seq=8), True, 4.0) is None  # the same one again proves nothing
+    assert standby.tick(4.9, T0) is None  # 2.9 s after the beat at 2.0
+    assert standby.heard(beat(seq=9), True, 4.9) is None  # alive, nothing new to log
+    assert standby.tick(7.8, T0) is None
+    assert standby.tick(7.9, T0) is not None
+
+
+def test_a_retained_heartbeat_of_a_new_takeover_needs_a_successor_too():
+    standby = lease()
+    standby.connected(0.0)
+    standby.heard(beat(seq=3), False, 1.0)
+    later = T0 + timedelta(minutes=5)
+    assert standby.heard(beat(since=later, seq=1), True, 2.0) is None  # another takeover, stored copy
+    assert standby.tick(4.0, T0) is not None  # 3 s after the last proof of life at 1.0
+
+
+def test_two_holders_beating_in_turn_on_a_broker_that_flags_everything_retained():
+    """Per-instance memory: alternating senders must not reset each other's sequence."""
+    standby = lease()
+    standby.connected(0.0)
+    other = T0 + timedelta(seconds=1)
+    for n in range(1, 6):
+        standby.heard(beat("a-000001", seq=n), True, float(n))
+        standby.heard(beat("c-000003", since=other, seq=n), True, n + 0.5)
+    assert standby.tick(7.9, T0) is None  # the last proof of life was at 5.5
+    assert standby.tick(8.5, T0) is not None
+
+
+def test_memory_of_other_instances_is_bounded():
+    from gateway.lease import MAX_PEERS
+    standby = lease()
+    standby.connected(0.0)
+    for n in range(MAX_PEERS * 4):
+        standby.heard(beat(f"x-{n:06d}", seq=1), True, 1.0)
+    assert len(standby._heard) == MAX_PEERS
+
+
 def test_a_repeated_heartbeat_proves_no_new_life():
     standby = lease()
     standby.connected(0.0)
