@@ -237,6 +237,32 @@ def test_values_a_stopped_gateway_left_are_cleared_when_it_comes_back(tmp_path: 
         sub.close()
 
 
+def test_values_restored_from_the_data_directory_carry_what_is_left_of_their_life(tmp_path: Path,
+                                                                                  broker: Mosquitto, upstream):
+    """Issue #17: a value put back at start lives until its observation turns max_age old, not longer."""
+    kill_upstream(upstream)  # only the data directory has values
+    config = write_config(tmp_path / "t.yaml", upstream.url, edit=lambda d: d.update(sources={
+        "brightsky": {**d["sources"]["brightsky"], "every": "1s", "jitter": "0s", "max_age": "2h"}}))
+    now = datetime.now(UTC).replace(microsecond=0)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "state.json").write_text(json.dumps({"version": 1, "saved_at": now.isoformat(), "entities": {
+        "soest_brightsky_temperature": ["21.5", 21.5, (now - timedelta(hours=1)).isoformat(), None],
+        "soest_brightsky_humidity": ["55", 55.0, (now - timedelta(hours=2, seconds=5)).isoformat(), None],
+    }}))
+    ends = (now - timedelta(hours=1)).timestamp() + 7200
+    proc = gateway(config, broker.port, "5")
+    try:
+        wait_until(lambda: TEMPERATURE in retained(broker.port), 15, interval=0.2)
+        payload, expiry = read_retained(broker.port, TEMPERATURE)
+        assert payload == b"21.5"
+        assert expiry is not None
+        assert abs(expiry - (ends - time.time())) <= 2, expiry
+        assert "soest/brightsky/humidity" not in retained(broker.port)  # stale: not put back
+        assert "Traceback" not in proc.log
+    finally:
+        proc.terminate()
+
+
 @pytest.mark.parametrize("persistence", [False, True], ids=["no-persistence", "persistence"])
 def test_expired_values_stay_cleared_after_a_broker_restart(tmp_path: Path, upstream, persistence: bool):
     broker = Mosquitto(tmp_path, persistence=persistence).start()
