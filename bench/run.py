@@ -52,8 +52,10 @@ def pipeline_round(link: MqttLink, store: Store, spec: Any, count: int, round_: 
     batch = readings(count, round_, now)
     started = time.perf_counter()
     out = evaluate(spec, store, batch, now, "https://example.invalid/bench", time.monotonic())
-    link.publish_many(out.states, TopicClass.STATE, spec.expire_after)
-    link.publish_many(out.attributes, TopicClass.ATTRIBUTES, spec.expire_after)
+    # Every value carries its remaining life as message expiry, as the gateway's Publisher does.
+    ends = {topic: now.timestamp() + spec.max_age for topic, _ in (*out.states, *out.attributes)}
+    link.publish_many(out.states, TopicClass.STATE, ends)
+    link.publish_many(out.attributes, TopicClass.ATTRIBUTES, ends)
     assert link.flush(300), "broker did not acknowledge"
     return time.perf_counter() - started, len(out)
 

@@ -39,10 +39,13 @@ CONTRACT: tuple[TopicRule, ...] = (
               "its newest data is older than its `max_age`."),
     TopicRule("{base}/{source}/{entity}", "publish", True, "plain value",
               "Latest value: a decimal number (`21.4`), an ISO 8601 timestamp with offset, `ON`/`OFF`, or "
-              "enum text. Never `None`: a missing value keeps the last good one."),
+              "enum text. Never `None`: a missing value keeps the last good one. MQTT 5 message expiry "
+              "`observed_at + max_age − now` (rounded up, at least 1 s): it leaves the broker when its data "
+              "turns stale."),
     TopicRule("{base}/{source}/{entity}/attributes", "publish", True, "JSON",
               "`observed_at`, `fetched_at`, `station` (name, id, position, `distance_m`), `unit`, "
-              "`source_url`, `license`, `attribution`, plus notes such as `value_missing_since` or `rejected`."),
+              "`source_url`, `license`, `attribution`, plus notes such as `value_missing_since` or `rejected`. "
+              "The same message expiry as its value."),
     TopicRule("{base}/{source}/last_fetch", "publish", True, "ISO 8601 timestamp",
               "Time of the source's last successful fetch (diagnostic entity)."),
     TopicRule("{base}/{source}/fetch_errors", "publish", True, "integer",

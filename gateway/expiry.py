@@ -1,21 +1,23 @@
-"""MQTT 5 message expiry, done by the gateway on a connection without it (MQTT 3.1.1).
+"""When a state or attributes value leaves the broker: at the end of its data's life.
 
-Under MQTT 5 the broker drops a retained state or attributes value ``expire_after`` seconds after
-its last publish, so old data never greets a new subscriber as if it were current. MQTT 3.1.1
-keeps retained values forever. This module remembers that moment for every state and attributes
-topic and, while the connection cannot carry message expiry, publishes an empty retained message
-(a clear) then, with the same QoS. A cleared topic is cleared again after every reconnect: the
-node may be another one of a cluster, or a broker restored from a snapshot older than the clear.
-Under MQTT 5 it sends nothing; the broker does the same by itself.
+A value's life ends when its observation turns stale, ``observed_at + max_age`` (``ends_at``).
+Every publish of it (the first, each heartbeat, a restored value, a re-send after a reconnect)
+carries the MQTT 5 message expiry ``remaining(ends_at, now)``: the seconds left, rounded up, at
+least 1; a value that is stale already is not published. So the broker drops it within a second
+of going stale, however it got there, and a heartbeat never makes old data look newer.
 
-The moments count from the gateway's own publishes (a new value, a heartbeat, a restored value),
-not from the re-sends after a reconnect: a re-send restores the broker's copy, it does not make
-the data newer.
+MQTT 3.1.1 has no message expiry and keeps retained values forever. This module remembers that
+same moment (the publish + its expiry, as an MQTT 5 broker counts it) for every state and
+attributes topic and, while the connection cannot carry message expiry, publishes an empty
+retained message (a clear) then, with the same QoS. A cleared topic is cleared again after every
+reconnect: the node may be another one of a cluster, or a broker restored from a snapshot older
+than the clear. Under MQTT 5 it sends nothing; the broker does the same by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
 import time
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway import topics
+from gateway.checks import MAX_CLOCK_SKEW
 from gateway.outbox import TopicClass
 
 if TYPE_CHECKING:
@@ -39,47 +42,67 @@ EARLY = 0.05
 # The deadline of a topic that has expired already, in the data directory.
 EXPIRED = 0
 
+Message = tuple[str, bytes]
+
+
+def remaining(ends_at: float, now: float) -> int | None:
+    """The MQTT 5 message expiry of a value whose life ends at ``ends_at`` (epoch seconds), sent at ``now``.
+
+    The seconds left, rounded up, at least 1 (0 would mean "no expiry" to paho); None once the
+    value is stale (``now`` past ``ends_at``), which must not be published at all. The one place
+    of the rule that README and docs/topics.md state.
+    """
+    left = ends_at - now
+    if left < 0 or not math.isfinite(left):
+        return None
+    return max(1, math.ceil(left))
+
 
 class Deadlines:
-    """When each topic's retained value would expire, per source. No clock, no broker.
+    """When each topic's retained value expires, per source. No clock, no broker.
 
-    All topics of one source share one lifetime, so their deadlines come in the order they were
-    refreshed: an insertion-ordered dict per source, where a refresh moves the topic to the end,
-    keeps the earliest first at O(1) per publish, without a heap that grows with every heartbeat.
-    A refresh must therefore not be earlier than the source's previous ones.
+    Topics of one source expire at different moments (each entity has its own ``observed_at``),
+    so a heap finds the earliest; a refresh leaves the old entry behind as garbage, which is
+    skipped when it comes up and swept out once it outnumbers the live ones, so the heap does not
+    grow with every heartbeat.
     """
 
     def __init__(self) -> None:
-        self._by_source: dict[str, dict[str, float]] = {}
+        self._at: dict[str, tuple[str, float]] = {}  # topic -> (source, deadline)
+        self._heap: list[tuple[float, str]] = []
 
     def refresh(self, source: str, topic_names: Iterable[str], deadline: float) -> None:
-        group = self._by_source.setdefault(source, {})
         for topic in topic_names:
-            group.pop(topic, None)
-            group[topic] = deadline
+            self._at[topic] = (source, deadline)
+            heapq.heappush(self._heap, (deadline, topic))
+        if len(self._heap) > 2 * len(self._at) + 64:
+            self._heap = [(at, topic) for topic, (_, at) in self._at.items()]
+            heapq.heapify(self._heap)
 
     def get(self, source: str, topic: str) -> float | None:
-        group = self._by_source.get(source)
-        return group.get(topic) if group is not None else None
+        entry = self._at.get(topic)
+        return entry[1] if entry is not None and entry[0] == source else None
+
+    def _drop_garbage(self) -> None:
+        heap = self._heap
+        while heap and self._at.get(heap[0][1], (None, None))[1] != heap[0][0]:
+            heapq.heappop(heap)
 
     def earliest(self) -> float | None:
-        firsts = [next(iter(group.values())) for group in self._by_source.values() if group]
-        return min(firsts) if firsts else None
+        self._drop_garbage()
+        return self._heap[0][0] if self._heap else None
 
     def due(self, now: float) -> list[tuple[str, str]]:
         """Remove and return (source, topic) of every deadline at or before ``now``."""
         out: list[tuple[str, str]] = []
-        for source, group in self._by_source.items():
-            while group:
-                topic, deadline = next(iter(group.items()))
-                if deadline > now:
-                    break
-                del group[topic]
-                out.append((source, topic))
+        while (at := self.earliest()) is not None and at <= now:
+            _, topic = heapq.heappop(self._heap)
+            source, _ = self._at.pop(topic)
+            out.append((source, topic))
         return out
 
     def __len__(self) -> int:
-        return sum(len(group) for group in self._by_source.values())
+        return len(self._at)
 
 
 def topic_class(topic: str) -> TopicClass:
@@ -87,11 +110,21 @@ def topic_class(topic: str) -> TopicClass:
     return TopicClass.ATTRIBUTES if topic.endswith("/" + topics.ATTRIBUTES) else TopicClass.STATE
 
 
+def state_topic_of(topic: str) -> str:
+    """The state topic of a state or attributes topic: both live as long as the entity's value."""
+    return topic.removesuffix("/" + topics.ATTRIBUTES)
+
+
+def longest_life(spec: SourceSpec) -> float:
+    """The most a value can have left: max_age, from an observation up to MAX_CLOCK_SKEW ahead, rounded up."""
+    return spec.max_age + MAX_CLOCK_SKEW.total_seconds() + 1
+
+
 def restored_deadline(raw: object, wall: float, lifetime: float) -> float | None:
     """Seconds from now until a saved deadline (0 = expired already); None if ``raw`` is none.
 
-    A deadline further away than one lifetime cannot come from a real publish (it was in the
-    past), so it is cut to one lifetime: a tampered file cannot keep a value alive for longer.
+    A deadline further away than the longest life a value can have cannot come from a real
+    publish, so it is cut to that: a tampered file cannot keep a value alive for longer.
     """
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
         return None
@@ -99,7 +132,10 @@ def restored_deadline(raw: object, wall: float, lifetime: float) -> float | None
 
 
 class Expiry:
-    """Clears retained states and attributes when MQTT 5 expiry would have dropped them. Event loop only."""
+    """Decides each value's expiry, and clears retained values when MQTT 5 would have dropped them.
+
+    Event loop only.
+    """
 
     def __init__(self, link: MqttLink, store: Store, metrics: Metrics, enabled: bool,
                  serving: Callable[[], bool] = lambda: True) -> None:
@@ -116,20 +152,43 @@ class Expiry:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
-    def lifetime(self, spec: SourceSpec) -> int | None:
-        """The MQTT 5 message expiry of the source's states and attributes (None: they never expire)."""
-        return spec.expire_after if self.enabled else None
+    def ends(self, spec: SourceSpec, messages: Iterable[Message],
+             wall: float) -> tuple[list[Message], dict[str, float] | None]:
+        """The messages still fresh at ``wall`` and when each one's life ends (None: nothing expires).
 
-    def sent(self, spec: SourceSpec, messages: Iterable[tuple[str, bytes]]) -> None:
-        """The gateway published these states or attributes of ``spec`` just now."""
+        A state or attributes message lives as long as its entity's value: ``observed_at +
+        max_age``. Attributes of an entity that never had a value (notes only) are as new as the
+        fetch that wrote them. A stale state is not published, and the store hears that the broker
+        does not hold it, so the next fresh reading goes out even if its text is the same.
+        """
+        batch = list(messages)
         if not self.enabled:
+            return batch, None
+        fresh: list[Message] = []
+        ends: dict[str, float] = {}
+        for topic, payload in batch:
+            observed = self.store.observed(state_topic_of(topic))
+            end = (observed if observed is not None else wall) + spec.max_age
+            if remaining(end, wall) is None:
+                if topic_class(topic) is TopicClass.STATE:
+                    self.store.lost(topic)
+                continue
+            fresh.append((topic, payload))
+            ends[topic] = end
+        return fresh, ends
+
+    def sent(self, spec: SourceSpec, ends: Mapping[str, float] | None, wall: float) -> None:
+        """The gateway published these states or attributes of ``spec`` at ``wall``, living until ``ends``.
+
+        The deadline is the publish plus its message expiry, where an MQTT 5 broker drops it.
+        """
+        if not self.enabled or not ends:
             return
-        names = [topic for topic, _ in messages]
-        if not names:
-            return
-        self.deadlines.refresh(spec.key, names, time.monotonic() + spec.expire_after)
-        if self.expired:
-            for topic in names:
+        mono = time.monotonic()
+        for topic, end in ends.items():
+            left = remaining(end, wall)
+            if left is not None:
+                self.deadlines.refresh(spec.key, [topic], mono + left)
                 self.expired.pop(topic, None)
         self._arm()
 
@@ -225,17 +284,14 @@ class Expiry:
             return
         mono, wall = time.monotonic(), time.time()
         for spec in sources:
-            pending: list[tuple[float, str]] = []
             for entity in spec.entities:
                 row: Any = saved.get(entity.unique_id)
                 if not isinstance(row, list) or len(row) != 2:
                     continue
                 for topic, raw in zip((entity.state_topic, entity.attributes_topic), row, strict=True):
-                    left = restored_deadline(raw, wall, spec.expire_after)
+                    left = restored_deadline(raw, wall, longest_life(spec))
                     if left == 0.0:
                         self.expired[topic] = topic_class(topic)
                     elif left is not None:
-                        pending.append((mono + left, topic))
-            for at, topic in sorted(pending):  # Deadlines wants them in order
-                self.deadlines.refresh(spec.key, [topic], at)
+                        self.deadlines.refresh(spec.key, [topic], mono + left)
         self._arm()

@@ -13,7 +13,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import Broker
+from gateway.expiry import remaining
 from gateway.flow import NEAR_WINDOW, AckWindow, window_for
 from gateway.metrics import Metrics
 from gateway.nodes import MQTT5, MQTT311, Nodes
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 # receives is a retained discovery config of its own (about 1 KB); commands are a few bytes.
 MAX_INCOMING_PACKET = 64 * 1024
 
+
+# Distinct message expiry intervals whose packed properties are kept: a batch of one fetch
+# mostly shares one observation time, so one interval; more would only grow with every second.
+EXPIRY_PROPERTIES_KEPT = 64
 
 # Protocol versions by the names GATEWAY_MQTT_PROTOCOL uses.
 PROTOCOLS = {MQTT5: paho.MQTTv5, MQTT311: paho.MQTTv311}
@@ -370,15 +375,19 @@ class MqttLink(_Connection):
         return self._protocol == MQTT5
 
     def publish(self, topic: str, payload: bytes, cls: TopicClass, *, retain: bool = True,
-                expiry: int | None = None) -> None:
+                ends_at: float | None = None) -> None:
         """Send now if connected; retained payloads are also kept for the next connect.
 
-        ``expiry`` is the MQTT 5 message expiry in seconds: the broker drops a retained value
-        that nobody refreshed in time, so stale data never looks current.
+        ``ends_at`` is when the data goes stale (epoch seconds): every send carries the MQTT 5
+        message expiry left until then, so the broker drops the value at that moment, and after
+        it the value is not sent at all (gateway.expiry.remaining).
         """
+        expiry = remaining(ends_at, time.time()) if ends_at is not None else None
+        if ends_at is not None and expiry is None:
+            return
         connected = self._connected.is_set()
         if retain:
-            self._outbox.keep(topic, payload, cls, expiry, self._connections if connected else 0)
+            self._outbox.keep(topic, payload, cls, ends_at, self._connections if connected else 0)
         if connected:
             self._send(topic, payload, cls, retain, expiry)
 
@@ -411,17 +420,21 @@ class MqttLink(_Connection):
         self._outbox.forget(topics, cls)
 
     def publish_many(self, messages: Iterable[tuple[str, bytes]], cls: TopicClass,
-                     expiry: int | None = None) -> None:
-        """Retained publish of a batch, taking the outbox lock once."""
-        batch = list(messages)
+                     ends: Mapping[str, float] | None = None) -> None:
+        """Retained publish of a batch, taking the outbox lock once.
+
+        ``ends``: when each topic's data goes stale (epoch seconds), as ``ends_at`` of ``publish``;
+        a topic not in it never expires, one that is stale already is not sent.
+        """
+        batch = _live(messages, ends, time.time())
         connected = self._connected.is_set()
-        self._outbox.keep_many(batch, cls, expiry, self._connections if connected else 0)
+        self._outbox.keep_many([(t, p) for t, p, _ in batch], cls, ends, self._connections if connected else 0)
         if connected:
             # One client for the whole batch: if the connection drops meanwhile, the rest goes to
             # the dead client, and the outbox re-sends it on the next connect.
             client = self._client
             send = self._send
-            for topic, payload in batch:
+            for topic, payload, expiry in batch:
                 send(topic, payload, cls, True, expiry, count=False, client=client)
             self._counters[cls].inc(len(batch))
 
@@ -437,8 +450,14 @@ class MqttLink(_Connection):
         for topic in clears:
             self._send(topic, b"", TopicClass.DISCOVERY, True)
         sent = 0
+        now = time.time()
         for cls, items in due:
-            for topic, payload, expiry in items:
+            for topic, payload, ends_at in items:
+                # What is left of the value's life: a re-send restores the broker's copy, it does
+                # not make the data newer. A value that went stale meanwhile stays away.
+                expiry = remaining(ends_at, now) if ends_at is not None else None
+                if ends_at is not None and expiry is None:
+                    continue
                 self._send(topic, payload, cls, True, expiry)
                 sent += 1
         return sent
@@ -497,6 +516,8 @@ class MqttLink(_Connection):
             return None
         props = self._expiry_props.get(expiry)
         if props is None:
+            if len(self._expiry_props) >= EXPIRY_PROPERTIES_KEPT:
+                self._expiry_props.clear()
             props = self._expiry_props[expiry] = _PackedOnce(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = expiry
         return props
@@ -539,6 +560,19 @@ class MqttLink(_Connection):
     def _inflight(self) -> int:
         return self._windows.get(self._address, NEAR_WINDOW) if self._broker.inflight == "auto" \
             else int(self._broker.inflight)
+
+
+def _live(messages: Iterable[tuple[str, bytes]], ends: Mapping[str, float] | None,
+          now: float) -> list[tuple[str, bytes, int | None]]:
+    """Each message with its MQTT 5 message expiry at ``now``; those whose data is stale already left out."""
+    out: list[tuple[str, bytes, int | None]] = []
+    for topic, payload in messages:
+        end = ends.get(topic) if ends else None
+        if end is None:
+            out.append((topic, payload, None))
+        elif (expiry := remaining(end, now)) is not None:
+            out.append((topic, payload, expiry))
+    return out
 
 
 def _set_window(client: paho.Client, window: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
 from datetime import datetime
 
 from gateway.catalog import SourceSpec
@@ -22,25 +24,26 @@ class Publisher:
     def __init__(self, link: MqttLink, metrics: Metrics, expiry: Expiry) -> None:
         self.link = link
         self.metrics = metrics
-        self.lifetimes = expiry  # told of every state and attributes publish, to stand in for MQTT 5 expiry
+        self.lifetimes = expiry  # when each value's life ends; it stands in for MQTT 5 expiry under 3.1.1
 
-    def expiry(self, spec: SourceSpec) -> int | None:
-        return self.lifetimes.lifetime(spec)
+    def _values(self, spec: SourceSpec, messages: Iterable[tuple[str, bytes]], cls: TopicClass) -> None:
+        """States or attributes, each with its remaining life as message expiry; stale ones not at all."""
+        wall = time.time()
+        fresh, ends = self.lifetimes.ends(spec, messages, wall)
+        if fresh:
+            self.link.publish_many(fresh, cls, ends)
+            self.lifetimes.sent(spec, ends, wall)
 
     def restored(self, spec: SourceSpec, states: list[tuple[str, bytes]]) -> None:
         """Fresh values from the data directory, back on the broker before the first fetch."""
-        self.link.publish_many(states, TopicClass.STATE, self.expiry(spec))
-        self.lifetimes.sent(spec, states)
+        self._values(spec, states, TopicClass.STATE)
 
     def publish(self, spec: SourceSpec, outcome: Outcome) -> bool:
         """Send the outcome's messages in order (values, diagnostics, availability); True if states went out."""
         key = spec.key
         values = outcome.values
-        expiry = self.expiry(spec)
-        self.link.publish_many(values.states, TopicClass.STATE, expiry)
-        self.link.publish_many(values.attributes, TopicClass.ATTRIBUTES, expiry)
-        self.lifetimes.sent(spec, values.states)
-        self.lifetimes.sent(spec, values.attributes)
+        self._values(spec, values.states, TopicClass.STATE)
+        self._values(spec, values.attributes, TopicClass.ATTRIBUTES)
         for entity, reason in values.rejected:
             self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
             log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
@@ -69,9 +72,8 @@ class Publisher:
 
     def heartbeat(self, spec: SourceSpec, store: Store, mono: float, now: datetime) -> None:
         """Re-send unchanged fresh states; stop keeping stale ones for the next connect."""
-        due = store.due_for_heartbeat((spec,), mono, now)
-        self.link.publish_many(due, TopicClass.STATE, self.expiry(spec))
-        self.lifetimes.sent(spec, due)
+        # A heartbeat carries what is left of the value's life, not a new one: it never makes data newer.
+        self._values(spec, store.due_for_heartbeat((spec,), mono, now), TopicClass.STATE)
         stale = store.stale(spec, now)
         if stale:
             self.link.forget([e.state_topic for e in stale], TopicClass.STATE)

@@ -194,6 +194,11 @@ class Store:
         if st is not None:
             st.published = float("-inf")
 
+    def observed(self, state_topic: str) -> float | None:
+        """When the shown value of this entity was observed (epoch seconds), if it has one."""
+        st = self.entities.get(state_topic)
+        return st.observed_at.timestamp() if st is not None and st.observed_at is not None else None
+
     def newest_observed(self, source: SourceSpec) -> datetime | None:
         stamps = [st.observed_at for e in source.entities
                   if (st := self.entities.get(e.state_topic)) is not None and st.observed_at is not None]

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_the_protocol_is_chosen_and_reported(broker: Mosquitto, choice: str, spo
         assert link.wait_connected(5)
         assert link.protocol == spoken
         sub = Subscriber(broker.port, "soest/#")
-        link.publish("soest/x/state", b"1", TopicClass.STATE, expiry=600)
+        link.publish("soest/x/state", b"1", TopicClass.STATE, ends_at=time.time() + 600)
         msg = sub.wait_for("soest/x/state", b"1")
         assert (msg.qos, link.expiry_supported) == (1, spoken == "5")
         sub.close()
@@ -90,12 +91,48 @@ def test_message_expiry_goes_out_only_over_mqtt_5(broker: Mosquitto, choice: str
     link = _link(Broker(port=broker.port, protocol=choice))
     try:
         assert link.wait_connected(5)
-        link.publish("soest/x/state", b"1", TopicClass.STATE, expiry=600)
+        link.publish("soest/x/state", b"1", TopicClass.STATE, ends_at=time.time() + 599.5)
         assert link.flush(5)
     finally:
         link.stop()
     seen = _expiry_of_retained(broker.port, "soest/x/state")
     assert (seen is not None and 590 <= seen <= 600) if expiry else seen is None
+
+
+def test_a_resend_after_a_reconnect_carries_what_is_left_of_the_life(broker: Mosquitto):
+    """The outbox keeps when the data goes stale, not an interval: a re-send never makes it newer."""
+    link = _link(Broker(port=broker.port, protocol="5"), on_connect=lambda first: first or link.republish())
+    try:
+        assert link.wait_connected(5)
+        sent = time.time()
+        link.publish_many([("soest/x/long", b"1"), ("soest/x/short", b"2"), ("soest/x/forever", b"3")],
+                          TopicClass.STATE, {"soest/x/long": sent + 600, "soest/x/short": sent + 2.5})
+        link.publish("soest/x/stale", b"4", TopicClass.STATE, ends_at=sent - 1)  # not sent, not kept
+        assert link.flush(5)
+        assert _expiry_of_retained(broker.port, "soest/x/short") in (2, 3)
+        broker.stop()  # no persistence: the broker forgets every retained message
+        time.sleep(max(0.0, sent + 4 - time.time()))  # "short" goes stale meanwhile
+        broker.start()
+        sub = Subscriber(broker.port, STATUS)
+        sub.wait_for(STATUS, "online", timeout=10)
+        sub.close()
+        wait_until(lambda: "soest/x/long" in _retained_topics(broker.port), 10)
+        left = _expiry_of_retained(broker.port, "soest/x/long")
+        assert left is not None
+        assert 600 - (time.time() - sent) - 2 <= left <= 600 - 4 + 1
+        assert _expiry_of_retained(broker.port, "soest/x/forever") is None
+        assert _retained_topics(broker.port) == {"soest/x/long", "soest/x/forever"}
+    finally:
+        link.stop()
+
+
+def _retained_topics(port: int) -> set[str]:
+    sub = Subscriber(port, "soest/x/#")
+    try:
+        sub.sync()
+        return {m.topic for m in sub.snapshot() if m.retain and m.payload}
+    finally:
+        sub.close()
 
 
 class _ClosingServer:

@@ -1,16 +1,20 @@
-"""Issue #11, point 2: the same guarantees without MQTT 5 message expiry.
+"""Issues #11 and #17: a retained value leaves the broker when its observation passes max_age.
 
-Under MQTT 3.1.1 the gateway clears (empty retained) every state and attributes topic at the
-moment MQTT 5 expiry would have dropped it, clears it again after a reconnect, and clears the
-topics of entities removed from the config. Under MQTT 5 it sends no clears: the broker expires.
-The sources get a max_age of a few seconds, so the values go stale within the test.
+Every state and attributes publish carries the value's remaining life, ``observed_at + max_age
+− now``, as MQTT 5 message expiry. Under MQTT 3.1.1 the gateway clears (empty retained) every
+state and attributes topic at the moment MQTT 5 expiry would have dropped it, clears it again
+after a reconnect, and clears the topics of entities removed from the config. Under MQTT 5 it
+sends no clears: the broker expires. The sources get a max_age of a few seconds, so the values
+go stale within the test; one scenario runs over both protocols at once and compares them.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,7 @@ TEMPERATURE = "soest/brightsky/temperature"
 
 
 class TimedSubscriber(Subscriber):
-    """A live subscriber that also notes when each message arrived."""
+    """A live subscriber that also notes when each message arrived (wall clock, as observed_at)."""
 
     def __init__(self, port: int, *filters: str) -> None:
         self.arrivals: list[tuple[float, str, bytes]] = []
@@ -50,7 +54,7 @@ class TimedSubscriber(Subscriber):
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         super()._on_message(client, userdata, msg)
         with self._lock:
-            self.arrivals.append((time.monotonic(), msg.topic, msg.payload))
+            self.arrivals.append((time.time(), msg.topic, msg.payload))
 
     def timeline(self, topic: str) -> list[tuple[float, bytes]]:
         with self._lock:
@@ -122,13 +126,15 @@ def test_a_dead_upstream_clears_its_values_on_time_under_3_1_1(tmp_path: Path, b
         sub.wait_for("soest/brightsky/status", "offline", timeout=MAX_AGE + 5)
         topics = value_topics(sub)
         assert {TEMPERATURE, f"{TEMPERATURE}/attributes"} <= set(topics)
-        cleared(sub, topics, timeout=MAX_AGE + EXPIRE_AFTER + LATE + 5)
+        cleared(sub, topics, timeout=MAX_AGE + LATE + 5)
+        last = [m for m in sub.on(f"{TEMPERATURE}/attributes") if m.payload][-1]
+        observed = datetime.fromisoformat(last.json()["observed_at"])
+        ends = observed.timestamp() + MAX_AGE
         for topic in topics:
-            timeline = sub.timeline(topic)
-            clear_at = next(at for at, payload in timeline if not payload)
-            last_value_at = max(at for at, payload in timeline if payload and at < clear_at)
-            # MQTT 5 expiry would have dropped it EXPIRE_AFTER after its last publish.
-            assert EXPIRE_AFTER - EARLY <= clear_at - last_value_at <= EXPIRE_AFTER + LATE, topic
+            clear_at = next(at for at, payload in sub.timeline(topic) if not payload)
+            # MQTT 5 expiry would have dropped it when its observation turned MAX_AGE old (the
+            # expiry is rounded up to whole seconds), however recently a heartbeat re-sent it.
+            assert ends - EARLY <= clear_at <= ends + 1 + LATE, topic
             clear = sub.on(topic)[-1]
             assert (clear.payload, clear.retain, clear.qos) == (b"", True, 1), topic
         store = retained(broker.port)
@@ -231,6 +237,32 @@ def test_values_a_stopped_gateway_left_are_cleared_when_it_comes_back(tmp_path: 
         sub.close()
 
 
+def test_values_restored_from_the_data_directory_carry_what_is_left_of_their_life(tmp_path: Path,
+                                                                                  broker: Mosquitto, upstream):
+    """Issue #17: a value put back at start lives until its observation turns max_age old, not longer."""
+    kill_upstream(upstream)  # only the data directory has values
+    config = write_config(tmp_path / "t.yaml", upstream.url, edit=lambda d: d.update(sources={
+        "brightsky": {**d["sources"]["brightsky"], "every": "1s", "jitter": "0s", "max_age": "2h"}}))
+    now = datetime.now(UTC).replace(microsecond=0)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "state.json").write_text(json.dumps({"version": 1, "saved_at": now.isoformat(), "entities": {
+        "soest_brightsky_temperature": ["21.5", 21.5, (now - timedelta(hours=1)).isoformat(), None],
+        "soest_brightsky_humidity": ["55", 55.0, (now - timedelta(hours=2, seconds=5)).isoformat(), None],
+    }}))
+    ends = (now - timedelta(hours=1)).timestamp() + 7200
+    proc = gateway(config, broker.port, "5")
+    try:
+        wait_until(lambda: TEMPERATURE in retained(broker.port), 15, interval=0.2)
+        payload, expiry = read_retained(broker.port, TEMPERATURE)
+        assert payload == b"21.5"
+        assert expiry is not None
+        assert abs(expiry - (ends - time.time())) <= 2, expiry
+        assert "soest/brightsky/humidity" not in retained(broker.port)  # stale: not put back
+        assert "Traceback" not in proc.log
+    finally:
+        proc.terminate()
+
+
 @pytest.mark.parametrize("persistence", [False, True], ids=["no-persistence", "persistence"])
 def test_expired_values_stay_cleared_after_a_broker_restart(tmp_path: Path, upstream, persistence: bool):
     broker = Mosquitto(tmp_path, persistence=persistence).start()
@@ -270,3 +302,113 @@ def test_expired_values_stay_cleared_after_a_broker_restart(tmp_path: Path, upst
     finally:
         proc.terminate()
         broker.stop()
+
+
+# --------------------------------------------------------------------------- both protocols, one moment
+
+BOTH_MAX_AGE = 10
+AGE = 3  # the observation's age when upstream starts serving it
+
+
+class PropertySubscriber(Subscriber):
+    """An MQTT 5 subscriber that keeps the Message Expiry Interval each message arrived with."""
+
+    def __init__(self, port: int, *filters: str) -> None:
+        self.expiry: dict[str, int | None] = {}
+        super().__init__(port, *filters)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.expiry[msg.topic] = getattr(msg.properties, "MessageExpiryInterval", None)
+        super()._on_message(client, userdata, msg)
+
+
+def read_retained(port: int, topic: str) -> tuple[bytes, int | None] | None:
+    """What a plain MQTT 5 subscriber that connects now gets on ``topic``: payload and message expiry."""
+    sub = PropertySubscriber(port, topic)
+    try:
+        sub.sync()
+        got = [m for m in sub.snapshot() if m.topic == topic and m.retain and m.payload]
+        return (got[-1].payload, sub.expiry[topic]) if got else None
+    finally:
+        sub.close()
+
+
+def test_both_protocols_drop_a_value_when_its_observation_turns_stale(tmp_path: Path, upstream):
+    """Issue #17: the same stale moment, observed_at + max_age, for every subscriber and protocol.
+
+    Upstream keeps serving one observation, so heartbeats re-send an unchanged value: each carries
+    what is left of its life (MQTT 5), and the gateway's clear comes at the same moment (3.1.1).
+    """
+    upstream.serve("/current_weather", {"detail": "not yet"}, status=503)
+
+    def edit(data: dict[str, Any]) -> None:
+        data["sources"] = {k: v for k, v in data["sources"].items() if k == "brightsky"}
+        data["sources"]["brightsky"].update(every="1s", jitter="0s", max_age=f"{BOTH_MAX_AGE}s")
+        data["mqtt"]["heartbeat"] = f"{HEARTBEAT}s"
+
+    sides: dict[str, tuple[Mosquitto, GatewayProcess]] = {}
+    try:
+        for protocol in ("5", "3.1.1"):
+            workdir = tmp_path / protocol
+            workdir.mkdir()
+            broker = Mosquitto(workdir).start()
+            sides[protocol] = broker, gateway(write_config(workdir / "t.yaml", upstream.url, edit=edit),
+                                              broker.port, protocol)
+        for broker, _ in sides.values():
+            wait_until(lambda b=broker: retained(b.port, "soest/gateway/status").get("soest/gateway/status")
+                       == b"online", 20, interval=0.2)
+        observed = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=AGE)
+        ends = observed.timestamp() + BOTH_MAX_AGE
+        upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json", observed))
+        vanished: dict[str, float] = {}
+        seen: dict[str, list[tuple[float, bytes, int | None]]] = {p: [] for p in sides}
+        lock = threading.Lock()
+
+        def watch(protocol: str, port: int) -> None:
+            """Retained reads until the value is gone, each noting when it was made."""
+            while time.time() < ends + 10:
+                at = time.time()
+                got = read_retained(port, TEMPERATURE)
+                with lock:
+                    if got is None and seen[protocol]:
+                        vanished[protocol] = at
+                        return
+                    if got is not None:
+                        seen[protocol].append((at, *got))
+                time.sleep(0.1)
+
+        watchers = [threading.Thread(target=watch, args=(p, b.port)) for p, (b, _) in sides.items()]
+        for thread in watchers:
+            thread.start()
+        for thread in watchers:
+            thread.join(30)
+        for protocol in sides:
+            assert seen[protocol], f"MQTT {protocol}: the value never arrived"
+            assert protocol in vanished, f"MQTT {protocol}: the value never left the broker"
+            # Gone within a second or two of going stale; never before.
+            assert ends - EARLY <= vanished[protocol] <= ends + 1 + LATE, (protocol, vanished[protocol] - ends)
+        # A read before the moment found the value: over MQTT 5 with its remaining life as message
+        # expiry, however recently a heartbeat re-sent it; MQTT 3.1.1 carries no expiry.
+        assert seen["5"][-1][0] >= ends - 2, "no read close before the moment"
+        for at, payload, expiry in seen["5"]:
+            assert payload == b"24.3"
+            assert expiry is not None
+            assert abs(expiry - (ends - at)) <= 1.5, (expiry, ends - at)
+        assert {(payload, expiry) for _, payload, expiry in seen["3.1.1"]} == {(b"24.3", None)}
+        assert abs(vanished["5"] - vanished["3.1.1"]) <= 1 + LATE
+        # And it stays gone, though upstream still serves the same (now stale) observation.
+        time.sleep(max(0.0, vanished["5"] + 2.5 - time.time()))
+        for protocol, (broker, proc) in sides.items():
+            assert read_retained(broker.port, TEMPERATURE) is None, protocol
+            assert read_retained(broker.port, f"{TEMPERATURE}/attributes") is None, protocol
+            assert retained(broker.port, "soest/brightsky/status")["soest/brightsky/status"] == b"offline"
+            assert "Traceback" not in proc.log
+        # Home Assistant's expire_after stays max(max_age, 2 × heartbeat), counted from each publish.
+        config = json.loads(retained(sides["5"][0].port, "homeassistant/#")[
+            "homeassistant/sensor/soest/soest_brightsky_temperature/config"])
+        assert config["expire_after"] == max(BOTH_MAX_AGE, 2 * HEARTBEAT)
+    finally:
+        for broker, proc in sides.values():
+            proc.terminate()
+            broker.stop()
