@@ -19,7 +19,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from gateway import __version__, runs, status
+from gateway import __version__, push, runs, status
 from gateway.announce import REGISTRY_FILE, Announcer
 from gateway.catalog import Catalog, SourceSpec
 from gateway.config import Broker
@@ -94,6 +94,7 @@ class Gateway:
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
         self.roles = me.roles(self.link, catalog, self.serve, self.unserve)
         self.owned = OwnedTopics(catalog, StateFile(data_dir, OWNED_FILE) if data_dir else None, self.metrics)
+        self.push: push.PushLinks | None = None  # upstream push subscriptions, while serving
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,6 +142,8 @@ class Gateway:
             self._restored = True
             self.saved.restore()
         self._publish_static()
+        self.push = push.start(self.catalog, push.Context(self.sources, self.store, self.metrics, self._publish,
+                                                          self._run_now))
         self.scheduler = start_scheduler(self.catalog, self.run_source, self.tick)
 
     def unserve(self) -> None:
@@ -148,6 +151,9 @@ class Gateway:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        if self.push is not None:
+            self.push.stop()
+            self.push = None
         self.announcer.cancel()
 
     def _run_now(self, key: str) -> None:
@@ -259,13 +265,18 @@ class Gateway:
         except Exception as exc:
             outcome = runs.settle_error(spec, state, exc)
         else:
+            if self.push is not None:  # the poll names the push topics; it never undoes a newer pushed value
+                result = self.push.polled(key, result, fetched_at)
             outcome = runs.settle(spec, state, self.store, result, fetched_at, time.monotonic())
         finally:
             self.metrics.fetch_duration.labels(source=key).observe(time.perf_counter() - started)
         if self.scheduler is None:  # stepped down while this fetch ran
             return
-        self._dirty |= self.publisher.publish(spec, outcome)
+        self._publish(spec, outcome)
         self.first_runs.done(key, self.store)
+
+    def _publish(self, spec: SourceSpec, outcome: runs.Outcome) -> None:
+        self._dirty |= self.publisher.publish(spec, outcome)
 
     def _collect(self, spec: SourceSpec, state: SourceState, fetched_at: datetime) -> Collected:
         return collect(spec, state.session, state.options, state.validators, fetched_at, self.hosts,

@@ -1,0 +1,220 @@
+"""SensorThings push: a second Mosquitto plays the FROST server's MQTT side, the fixture server its REST side.
+
+The gateway polls the Thing once (values, Datastream ids), subscribes to
+``v1.1/Datastreams(<id>)/Observations`` on the upstream broker, and publishes each pushed
+Observation through the same pipeline; what a real subscriber on our broker receives is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    FIXTURES,
+    FixtureServer,
+    GatewayProcess,
+    Mosquitto,
+    Subscriber,
+    free_port,
+    publish,
+    wait_until,
+    write_config,
+)
+from tests.sources import only
+
+pytestmark = pytest.mark.broker
+
+KEY = "urban_sensors"
+THINGS = "/api/v1.1/Things"
+TEMPERATURE = f"soest/{KEY}/temperature"
+ILLUMINANCE = f"soest/{KEY}/illuminance"
+UP_TEMPERATURE = "v1.1/Datastreams(43)/Observations"  # Lufttemperatur in normal.json
+UP_ILLUMINANCE = "v1.1/Datastreams(42)/Observations"
+
+
+def stamp(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def observation(ident: int, at: datetime, result: object, datastream: int = 43) -> bytes:
+    """An Observation as FROST publishes it: the full JSON, self and navigation links included."""
+    base = "https://daten-api.osnabrueck.de/v1.1"
+    return json.dumps({
+        "@iot.selfLink": f"{base}/Observations({ident})", "@iot.id": ident,
+        "phenomenonTime": stamp(at), "resultTime": stamp(at + timedelta(seconds=5)), "result": result,
+        "Datastream@iot.navigationLink": f"{base}/Observations({ident})/Datastream",
+        "FeatureOfInterest@iot.navigationLink": f"{base}/Observations({ident})/FeatureOfInterest",
+    }).encode()
+
+
+class Server:
+    """The REST side: normal.json, with each Datastream's newest Observation as the test sets it."""
+
+    def __init__(self, upstream: FixtureServer) -> None:
+        self.newest: dict[int, tuple[int, datetime, float]] = {}
+        self.upstream = upstream
+        upstream.serve(THINGS, self.body)
+
+    def body(self) -> bytes:
+        data = json.loads((FIXTURES / "sensorthings" / "normal.json").read_text())
+        for stream in data["value"][0]["Datastreams"]:
+            if stream["@iot.id"] in self.newest:
+                ident, at, result = self.newest[stream["@iot.id"]]
+                stream["Observations"] = [json.loads(observation(ident, at, result, stream["@iot.id"]))]
+        return json.dumps(data).encode()
+
+    def polls(self) -> int:
+        return sum(1 for path, _ in self.upstream.requests if path.startswith(THINGS))
+
+
+def push_config(path: Path, upstream: FixtureServer, up_port: int, **mqtt: Any) -> Path:
+    base_url = upstream.url + "/api"
+
+    def edit(data: dict[str, Any]) -> None:
+        only(KEY, data, base_url)
+        source = data["sources"][KEY]
+        source["every"] = "1h"  # polls: the first, and one after each (re)subscription
+        source["options"]["mqtt"] = {"host": "127.0.0.1", "port": up_port, "offline_after": 1.0,
+                                     "reconnect_min": 0.2, "reconnect_max": 1.0, "timeout": 3, **mqtt}
+
+    return write_config(path, base_url, edit=edit)
+
+
+def scraper(http_port: int) -> Callable[[], str]:
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2) as resp:
+                return resp.read().decode()
+        except OSError:
+            return ""
+
+    return scrape
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
+        if m and m[1] == name and ",".join(sorted(m[2].split(","))) == inner:
+            return float(m[3])
+    return None
+
+
+@pytest.fixture
+def up_broker(tmp_path: Path):
+    workdir = tmp_path / "upstream-broker"
+    workdir.mkdir()
+    mosq = Mosquitto(workdir).start()
+    yield mosq
+    mosq.stop()
+
+
+def test_pushed_observations_are_published_within_the_pipeline_and_garbage_is_dropped(
+        tmp_path: Path, broker: Mosquitto, up_broker: Mosquitto, upstream: FixtureServer):
+    now = datetime.now(UTC).replace(microsecond=0)
+    rest = Server(upstream)
+    rest.newest = {42: (500, now - timedelta(minutes=2), 48210.0), 43: (501, now - timedelta(minutes=2), 23.8)}
+    http_port = free_port()
+    proc = GatewayProcess(push_config(tmp_path / "t.yaml", upstream, up_broker.port), broker.port,
+                          env={"GATEWAY_HTTP_PORT": str(http_port)})
+    scrape = scraper(http_port)
+    sub = Subscriber(broker.port, f"soest/{KEY}/#", live=True)
+    try:
+        sub.wait_for(TEMPERATURE, "23.8", timeout=15)
+        wait_until(lambda: metric(scrape(), "gateway_push_connected", source=KEY) == 1.0, 15)
+        wait_until(lambda: rest.polls() >= 2, 10)  # the poll that fills the gap after subscribing
+        mark = sub.mark()
+
+        t1 = datetime.now(UTC) - timedelta(seconds=5)
+        publish(up_broker.port, UP_TEMPERATURE, observation(1001, t1, 24.1))
+        got = sub.wait_for(TEMPERATURE, "24.1", after=mark)
+        assert (got.retain, got.qos) == (True, 1)
+        attrs = sub.wait_for(f"{TEMPERATURE}/attributes", after=mark).json()
+        assert abs(datetime.fromisoformat(attrs["observed_at"]) - t1) < timedelta(seconds=1)
+        assert attrs["datastream_id"] == "43"
+        assert attrs["station"]["name"] == "Sensorbox 37"  # from the poll: a push carries no Thing
+
+        garbage = [
+            b"not json", b"[1, 2]", b'{"@iot.id": 1}',
+            json.dumps({"@iot.id": 1002, "result": 30.0}).encode(),  # no phenomenonTime
+            json.dumps({"@iot.id": 1003, "phenomenonTime": "2026-01-01T10:00", "result": 30.0}).encode(),  # no offset
+            json.dumps({"@iot.id": 1004, "phenomenonTime": stamp(t1 + timedelta(seconds=1))}).encode(),  # no result
+            observation(1005, t1 + timedelta(seconds=1), 30.0)[:-1] + b" " * 17_000 + b"}",  # over max_payload
+            observation(1001, t1 + timedelta(seconds=2), 31.0),  # the same @iot.id again
+            observation(1006, t1, 32.0),  # the same phenomenonTime again
+            observation(1007, t1 - timedelta(minutes=30), 10.0),  # older than what was published
+        ]
+        for payload in garbage:
+            publish(up_broker.port, UP_TEMPERATURE, payload)
+        publish(up_broker.port, UP_TEMPERATURE, observation(1008, t1 + timedelta(seconds=3), 99.0))  # implausible
+        publish(up_broker.port, UP_ILLUMINANCE, observation(1009, t1 + timedelta(seconds=3), 51000.0, 42))
+        publish(up_broker.port, UP_TEMPERATURE, observation(1010, t1 + timedelta(seconds=4), 24.5))
+        sub.wait_for(TEMPERATURE, "24.5", after=mark)
+        # In order on one connection: everything before the last message has been handled.
+        assert [m.text for m in sub.snapshot()[mark:] if m.topic == TEMPERATURE] == ["24.1", "24.5"]
+        assert sub.wait_for(ILLUMINANCE, "51000", after=mark).retain
+
+        text = wait_until(lambda: (t := scrape()) and metric(
+            t, "gateway_push_dropped_total", source=KEY, reason="out_of_order") == 1.0 and t, 10)
+        assert metric(text, "gateway_push_dropped_total", source=KEY, reason="malformed") == 6.0
+        assert metric(text, "gateway_push_dropped_total", source=KEY, reason="too_large") == 1.0
+        assert metric(text, "gateway_push_dropped_total", source=KEY, reason="duplicate") == 2.0
+        assert metric(text, "gateway_push_messages_total", source=KEY) == 14.0
+        assert metric(text, "gateway_rejected_readings_total", source=KEY, entity="temperature",
+                      reason="above_range") == 1.0
+        assert rest.polls() == 2  # pushes cost no requests
+        assert "Traceback" not in proc.log
+    finally:
+        sub.close()
+        proc.terminate()
+
+
+def test_upstream_broker_restart_resubscribes_polls_the_gap_and_shows_in_availability(
+        tmp_path: Path, broker: Mosquitto, up_broker: Mosquitto, upstream: FixtureServer):
+    now = datetime.now(UTC).replace(microsecond=0)
+    rest = Server(upstream)
+    rest.newest = {42: (500, now - timedelta(minutes=2), 48210.0), 43: (501, now - timedelta(minutes=2), 23.8)}
+    http_port = free_port()
+    proc = GatewayProcess(push_config(tmp_path / "t.yaml", upstream, up_broker.port), broker.port,
+                          env={"GATEWAY_HTTP_PORT": str(http_port)})
+    scrape = scraper(http_port)
+    sub = Subscriber(broker.port, f"soest/{KEY}/#", live=True)
+    status = f"soest/{KEY}/status"
+    try:
+        sub.wait_for(status, "online", timeout=15)
+        wait_until(lambda: metric(scrape(), "gateway_push_connected", source=KEY) == 1.0, 15)
+        wait_until(lambda: rest.polls() >= 2, 10)
+        polls = rest.polls()
+
+        up_broker.stop()
+        # An Observation the server stored while its broker was away: only the REST poll can bring it.
+        rest.newest[43] = (600, datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=10), 25.2)
+        mark = sub.mark()
+        down = sub.wait_for(status, "offline", timeout=10, after=mark)  # offline_after 1 s
+        assert (down.retain, down.qos) == (True, 1)
+        assert metric(scrape(), "gateway_push_connected", source=KEY) == 0.0
+        assert rest.polls() == polls  # no polling storm while the upstream broker is away
+
+        up_broker.start()  # same port
+        got = sub.wait_for(TEMPERATURE, "25.2", timeout=15, after=mark)
+        assert (got.retain, got.qos) == (True, 1)
+        sub.wait_for(status, "online", timeout=10, after=mark)
+        assert rest.polls() == polls + 1
+        wait_until(lambda: metric(scrape(), "gateway_push_connected", source=KEY) == 1.0, 10)
+
+        mark = sub.mark()
+        publish(up_broker.port, UP_TEMPERATURE, observation(601, datetime.now(UTC) - timedelta(seconds=1), 25.3))
+        assert sub.wait_for(TEMPERATURE, "25.3", after=mark).retain
+        assert "push link down" in proc.log
+        assert "Traceback" not in proc.log
+    finally:
+        sub.close()
+        proc.terminate()
