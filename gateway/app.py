@@ -33,7 +33,7 @@ from gateway.outbox import TopicClass
 from gateway.owned import OWNED_FILE, OwnedTopics
 from gateway.payloads import encode_json
 from gateway.persist import StateFile
-from gateway.pipeline import Collected, collect
+from gateway.pipeline import collect
 from gateway.publisher import Publisher
 from gateway.refresh import RefreshButton, is_press
 from gateway.runs import SourceState
@@ -94,7 +94,7 @@ class Gateway:
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
         self.roles = me.roles(self.link, catalog, self.serve, self.unserve)
         self.owned = OwnedTopics(catalog, StateFile(data_dir, OWNED_FILE) if data_dir else None, self.metrics)
-        self.push: push.PushLinks | None = None  # upstream push subscriptions, while serving
+        self.push = push.PushLinks(catalog, self.sources, self.store, self.publisher, self._run_now)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,8 +142,6 @@ class Gateway:
             self._restored = True
             self.saved.restore()
         self._publish_static()
-        self.push = push.start(self.catalog, push.Context(self.sources, self.store, self.metrics, self._publish,
-                                                          self._run_now))
         self.scheduler = start_scheduler(self.catalog, self.run_source, self.tick)
 
     def unserve(self) -> None:
@@ -151,9 +149,7 @@ class Gateway:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
-        if self.push is not None:
-            self.push.stop()
-            self.push = None
+        self.push.stop()
         self.announcer.cancel()
 
     def _run_now(self, key: str) -> None:
@@ -258,29 +254,23 @@ class Gateway:
         fetched_at = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
         try:
-            result = await self._loop.run_in_executor(self._executor, self._collect, spec, state, fetched_at)
+            result = await self._loop.run_in_executor(
+                self._executor, collect, spec, state.session, state.options, state.validators, fetched_at, self.hosts,
+                self.settings.http.max_bytes)
         except asyncio.CancelledError:
             log.debug("%s: fetch cancelled by shutdown", key)
             return
         except Exception as exc:
             outcome = runs.settle_error(spec, state, exc)
         else:
-            if self.push is not None:  # the poll names the push topics; it never undoes a newer pushed value
-                result = self.push.polled(key, result, fetched_at)
+            result = self.push.polled(key, result, fetched_at)  # it names push topics; newer pushed values stay
             outcome = runs.settle(spec, state, self.store, result, fetched_at, time.monotonic())
         finally:
             self.metrics.fetch_duration.labels(source=key).observe(time.perf_counter() - started)
         if self.scheduler is None:  # stepped down while this fetch ran
             return
-        self._publish(spec, outcome)
-        self.first_runs.done(key, self.store)
-
-    def _publish(self, spec: SourceSpec, outcome: runs.Outcome) -> None:
         self._dirty |= self.publisher.publish(spec, outcome)
-
-    def _collect(self, spec: SourceSpec, state: SourceState, fetched_at: datetime) -> Collected:
-        return collect(spec, state.session, state.options, state.validators, fetched_at, self.hosts,
-                       self.settings.http.max_bytes)
+        self.first_runs.done(key, self.store)
 
     async def tick(self) -> None:
         """Heartbeat fresh states, forget stale ones, re-evaluate time-dependent bodies, save the state."""
@@ -289,7 +279,7 @@ class Gateway:
         for spec in self.catalog.sources.values():
             self.publisher.heartbeat(spec, self.store, mono, now)
         trim_heap()
-        if self._dirty and self.saved.file is not None:
+        if (self._dirty or self.push.take_dirty()) and self.saved.file is not None:
             self._dirty = False
             # The fetch pool has a thread to spare for this; no lazily started default executor.
             assert self._loop is not None

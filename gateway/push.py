@@ -38,6 +38,7 @@ from gateway.catalog import Catalog, SourceSpec
 from gateway.errors import SourceError
 from gateway.metrics import PUSH_DROP_REASONS, Metrics
 from gateway.pipeline import SCHEMA_ERRORS, Collected
+from gateway.publisher import Publisher
 from gateway.records import Reading
 from gateway.runs import Outcome, SourceState
 from gateway.store import Store
@@ -60,44 +61,51 @@ class Track:
     last_time: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Context:
     """What every link shares with the gateway."""
 
     sources: dict[str, SourceState]
     store: Store
-    metrics: Metrics
-    publish: Callable[[SourceSpec, Outcome], None]
+    publisher: Publisher
     poll: Callable[[str], None]  # run the source now, to fill the gap after a (re)subscription
+    dirty: bool = False  # states went out since the gateway last saved them
 
+    @property
+    def metrics(self) -> Metrics:
+        return self.publisher.metrics
 
-def start(catalog: Catalog, ctx: Context) -> PushLinks | None:
-    """The push links of ``catalog``, started; None when no source pushes."""
-    links = PushLinks(catalog, ctx)
-    if not links.links:
-        return None
-    links.start()
-    return links
+    def publish(self, spec: SourceSpec, outcome: Outcome) -> None:
+        self.dirty |= self.publisher.publish(spec, outcome)
 
 
 class PushLinks:
-    """The push links of every source whose adapter pushes and whose options name a broker."""
+    """The push links of every source whose adapter pushes and whose options name a broker.
 
-    def __init__(self, catalog: Catalog, ctx: Context) -> None:
+    A link starts with its source's first poll while serving (the poll names its topics) and stops with
+    ``stop`` (unserve); after a step-down and a new serve, the next poll starts it again.
+    """
+
+    def __init__(self, catalog: Catalog, sources: dict[str, SourceState], store: Store, publisher: Publisher,
+                 poll: Callable[[str], None]) -> None:
+        self.ctx = Context(sources, store, publisher, poll)
+        self._stopped = float("-inf")  # time.monotonic() of the last stop
         self.links: dict[str, Link] = {}
         for key, spec in catalog.sources.items():
             push = spec.adapter.push
             settings = push.link(spec.options) if push is not None else None
             if push is not None and settings is not None:
-                self.links[key] = Link(spec, push, settings, ctx)
-
-    def start(self) -> None:
-        for link in self.links.values():
-            link.start()
+                self.links[key] = Link(spec, push, settings, self.ctx)
 
     def stop(self) -> None:
+        self._stopped = time.monotonic()
         for link in self.links.values():
             link.stop()
+
+    def take_dirty(self) -> bool:
+        """True once after pushed states went out: the gateway saves them with its own."""
+        dirty, self.ctx.dirty = self.ctx.dirty, False
+        return dirty
 
     def polled(self, key: str, result: Collected, fetched_at: datetime) -> Collected:
         """A poll of ``key``, before it is settled: its readings name the topics and give pushed values their
@@ -106,6 +114,8 @@ class PushLinks:
         link = self.links.get(key)
         if link is None or result.readings is None:
             return result
+        if not link.running and self.ctx.sources[key].last_run > self._stopped:  # not a run from before a stop
+            link.start()
         return replace(result, readings=link.polled(result.readings, fetched_at))
 
 
@@ -120,7 +130,7 @@ class Link:
         self.tracks: dict[str, Track] = {}
         self.up = False
         self._ups = 0  # sessions that got as far as subscribing
-        self._running = False
+        self.running = False
         self._task: asyncio.Task[None] | None = None
         self._offline_timer: asyncio.TimerHandle | None = None
         self._poll_timer: asyncio.TimerHandle | None = None
@@ -135,13 +145,13 @@ class Link:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._running = True
+        self.running = True
         self._went_down("not connected yet")  # the offline clock runs from the start
         if self.tracks:
             self._task = asyncio.ensure_future(self._run())
 
     def stop(self) -> None:
-        self._running = False
+        self.running = False
         for timer in (self._offline_timer, self._poll_timer):
             if timer is not None:
                 timer.cancel()
@@ -176,7 +186,7 @@ class Link:
             self._poll_wanted = None
         changed = tracks.keys() != self.tracks.keys()
         self.tracks = tracks
-        if changed and self._running:
+        if changed and self.running:
             # The first poll, or new Datastream ids: subscribe afresh.
             if self._task is not None:
                 self._task.cancel()
@@ -272,7 +282,7 @@ class Link:
             self.ctx.poll(self.spec.key)
 
     def _went_down(self, why: str) -> None:
-        if not self._running:
+        if not self.running:
             return
         key = self.spec.key
         if self.up:
@@ -285,7 +295,7 @@ class Link:
 
     def _offline(self, why: str) -> None:
         self._offline_timer = None
-        if self.up or not self._running:
+        if self.up or not self.running:
             return
         key = self.spec.key
         state = self.ctx.sources[key]
