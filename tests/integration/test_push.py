@@ -13,80 +13,23 @@ import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.helpers import (
-    FIXTURES,
-    FixtureServer,
-    GatewayProcess,
-    Mosquitto,
-    Subscriber,
-    free_port,
-    publish,
-    wait_until,
-    write_config,
+from tests.frost import (
+    ILLUMINANCE,
+    KEY,
+    TEMPERATURE,
+    UP_ILLUMINANCE,
+    UP_TEMPERATURE,
+    RestSide,
+    observation,
+    push_config,
+    stamp,
 )
-from tests.sources import only
+from tests.helpers import FixtureServer, GatewayProcess, Mosquitto, Subscriber, free_port, publish, wait_until
 
 pytestmark = pytest.mark.broker
-
-KEY = "urban_sensors"
-THINGS = "/api/v1.1/Things"
-TEMPERATURE = f"soest/{KEY}/temperature"
-ILLUMINANCE = f"soest/{KEY}/illuminance"
-UP_TEMPERATURE = "v1.1/Datastreams(43)/Observations"  # Lufttemperatur in normal.json
-UP_ILLUMINANCE = "v1.1/Datastreams(42)/Observations"
-
-
-def stamp(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def observation(ident: int, at: datetime, result: object, datastream: int = 43) -> bytes:
-    """An Observation as FROST publishes it: the full JSON, self and navigation links included."""
-    base = "https://daten-api.osnabrueck.de/v1.1"
-    return json.dumps({
-        "@iot.selfLink": f"{base}/Observations({ident})", "@iot.id": ident,
-        "phenomenonTime": stamp(at), "resultTime": stamp(at + timedelta(seconds=5)), "result": result,
-        "Datastream@iot.navigationLink": f"{base}/Observations({ident})/Datastream",
-        "FeatureOfInterest@iot.navigationLink": f"{base}/Observations({ident})/FeatureOfInterest",
-    }).encode()
-
-
-class Server:
-    """The REST side: normal.json, with each Datastream's newest Observation as the test sets it."""
-
-    def __init__(self, upstream: FixtureServer) -> None:
-        self.newest: dict[int, tuple[int, datetime, float]] = {}
-        self.upstream = upstream
-        upstream.serve(THINGS, self.body)
-
-    def body(self) -> bytes:
-        data = json.loads((FIXTURES / "sensorthings" / "normal.json").read_text())
-        for stream in data["value"][0]["Datastreams"]:
-            if stream["@iot.id"] in self.newest:
-                ident, at, result = self.newest[stream["@iot.id"]]
-                stream["Observations"] = [json.loads(observation(ident, at, result, stream["@iot.id"]))]
-        return json.dumps(data).encode()
-
-    def polls(self) -> int:
-        return sum(1 for path, _ in self.upstream.requests if path.startswith(THINGS))
-
-
-def push_config(path: Path, upstream: FixtureServer, up_port: int, **mqtt: Any) -> Path:
-    base_url = upstream.url + "/api"
-
-    def edit(data: dict[str, Any]) -> None:
-        only(KEY, data, base_url)
-        source = data["sources"][KEY]
-        source["every"] = "1h"  # polls: the first, and one after each (re)subscription
-        source["options"]["mqtt"] = {"host": "127.0.0.1", "port": up_port, "offline_after": 1.0,
-                                     "reconnect_min": 0.2, "reconnect_max": 1.0, "timeout": 3, **mqtt}
-
-    return write_config(path, base_url, edit=edit)
-
 
 def scraper(http_port: int) -> Callable[[], str]:
     def scrape() -> str:
@@ -119,9 +62,7 @@ def up_broker(tmp_path: Path):
 
 def test_pushed_observations_are_published_within_the_pipeline_and_garbage_is_dropped(
         tmp_path: Path, broker: Mosquitto, up_broker: Mosquitto, upstream: FixtureServer):
-    now = datetime.now(UTC).replace(microsecond=0)
-    rest = Server(upstream)
-    rest.newest = {42: (500, now - timedelta(minutes=2), 48210.0), 43: (501, now - timedelta(minutes=2), 23.8)}
+    rest = RestSide(upstream)
     http_port = free_port()
     proc = GatewayProcess(push_config(tmp_path / "t.yaml", upstream, up_broker.port), broker.port,
                           env={"GATEWAY_HTTP_PORT": str(http_port)})
@@ -179,9 +120,7 @@ def test_pushed_observations_are_published_within_the_pipeline_and_garbage_is_dr
 
 def test_upstream_broker_restart_resubscribes_polls_the_gap_and_shows_in_availability(
         tmp_path: Path, broker: Mosquitto, up_broker: Mosquitto, upstream: FixtureServer):
-    now = datetime.now(UTC).replace(microsecond=0)
-    rest = Server(upstream)
-    rest.newest = {42: (500, now - timedelta(minutes=2), 48210.0), 43: (501, now - timedelta(minutes=2), 23.8)}
+    rest = RestSide(upstream)
     http_port = free_port()
     proc = GatewayProcess(push_config(tmp_path / "t.yaml", upstream, up_broker.port), broker.port,
                           env={"GATEWAY_HTTP_PORT": str(http_port)})
@@ -214,6 +153,36 @@ def test_upstream_broker_restart_resubscribes_polls_the_gap_and_shows_in_availab
         publish(up_broker.port, UP_TEMPERATURE, observation(601, datetime.now(UTC) - timedelta(seconds=1), 25.3))
         assert sub.wait_for(TEMPERATURE, "25.3", after=mark).retain
         assert "push link down" in proc.log
+        assert "Traceback" not in proc.log
+    finally:
+        sub.close()
+        proc.terminate()
+
+
+def test_over_mqtt5_the_upstream_broker_is_told_our_packet_limit(
+        tmp_path: Path, broker: Mosquitto, up_broker: Mosquitto, upstream: FixtureServer):
+    rest = RestSide(upstream)
+    http_port = free_port()
+    proc = GatewayProcess(push_config(tmp_path / "t.yaml", upstream, up_broker.port, protocol="5", max_payload=4096),
+                          broker.port, env={"GATEWAY_HTTP_PORT": str(http_port)})
+    scrape = scraper(http_port)
+    sub = Subscriber(broker.port, f"soest/{KEY}/#", live=True)
+    try:
+        sub.wait_for(TEMPERATURE, "23.8", timeout=15)
+        wait_until(lambda: metric(scrape(), "gateway_push_connected", source=KEY) == 1.0, 15)
+        wait_until(lambda: rest.polls() >= 2, 10)
+        mark = sub.mark()
+        at = datetime.now(UTC) - timedelta(seconds=5)
+        padded = observation(700, at, 30.0)[:-1] + b" " * 4_500 + b"}"  # over max_payload, under the packet limit
+        publish(up_broker.port, UP_TEMPERATURE, padded)
+        publish(up_broker.port, UP_TEMPERATURE, observation(701, at, 31.0)[:-1] + b" " * 1_000_000 + b"}")
+        publish(up_broker.port, UP_TEMPERATURE, observation(702, at, 24.2))
+        got = sub.wait_for(TEMPERATURE, "24.2", after=mark)
+        assert (got.retain, got.qos) == (True, 1)
+        assert [m.text for m in sub.snapshot()[mark:] if m.topic == TEMPERATURE] == ["24.2"]
+        text = scrape()
+        assert metric(text, "gateway_push_dropped_total", source=KEY, reason="too_large") == 1.0
+        assert metric(text, "gateway_push_messages_total", source=KEY) == 2.0  # the megabyte never reached us
         assert "Traceback" not in proc.log
     finally:
         sub.close()
