@@ -130,6 +130,7 @@ class Link:
         self.tracks: dict[str, Track] = {}
         self.up = False
         self._ups = 0  # sessions that got as far as subscribing
+        self._why = ""  # the last failure, for the log and the offline reason
         self.running = False
         self._task: asyncio.Task[None] | None = None
         self._offline_timer: asyncio.TimerHandle | None = None
@@ -146,7 +147,8 @@ class Link:
 
     def start(self) -> None:
         self.running = True
-        self._went_down("not connected yet")  # the offline clock runs from the start
+        self._why = "not connected yet"  # not worth a warning of its own
+        self._went_down(self._why)  # the offline clock runs from the first poll
         if self.tracks:
             self._task = asyncio.ensure_future(self._run())
 
@@ -285,21 +287,21 @@ class Link:
         if not self.running:
             return
         key = self.spec.key
-        if self.up:
-            log.warning("%s: push link down (%s)", key, why)
+        if self.up or why != self._why:  # once per kind of failure, not once per retry
+            log.warning("%s: push link to %s down (%s)", key, self.settings.host, why)
         self.up = False
+        self._why = why
         self.ctx.metrics.push_connected.labels(source=key).set(0)
         if self._offline_timer is None:  # counted from the first failure, not from each retry
-            self._offline_timer = asyncio.get_running_loop().call_later(
-                self.settings.offline_after, self._offline, why)
+            self._offline_timer = asyncio.get_running_loop().call_later(self.settings.offline_after, self._offline)
 
-    def _offline(self, why: str) -> None:
+    def _offline(self) -> None:
         self._offline_timer = None
         if self.up or not self.running:
             return
         key = self.spec.key
         state = self.ctx.sources[key]
-        state.link_down = f"push link down for {self.settings.offline_after:g}s ({why})"
+        state.link_down = f"push link down for {self.settings.offline_after:g}s ({self._why})"
         online = runs.set_online(self.spec, state, False, state.link_down)
         if online is not None:
             self.ctx.publish(self.spec, Outcome(key, online=online))

@@ -27,7 +27,16 @@ from tests.frost import (
     push_config,
     stamp,
 )
-from tests.helpers import FixtureServer, GatewayProcess, Mosquitto, Subscriber, free_port, publish, wait_until
+from tests.helpers import (
+    TEST_CERTS,
+    FixtureServer,
+    GatewayProcess,
+    Mosquitto,
+    Subscriber,
+    free_port,
+    publish,
+    wait_until,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -187,3 +196,43 @@ def test_over_mqtt5_the_upstream_broker_is_told_our_packet_limit(
     finally:
         sub.close()
         proc.terminate()
+
+
+@pytest.mark.parametrize("password", ["frost-pw", "not-the-pw-7x"])
+def test_tls_and_a_password_from_the_environment(tmp_path: Path, broker: Mosquitto, upstream: FixtureServer,
+                                                 password: str):
+    workdir = tmp_path / "upstream-broker"
+    workdir.mkdir()
+    tls_port = free_port()
+    up = Mosquitto(workdir, users={"frost": "frost-pw"}, extra=[
+        "allow_anonymous false", f"password_file {workdir / 'passwd'}", f"listener {tls_port} 127.0.0.1",
+        f"certfile {TEST_CERTS / 'server.crt'}", f"keyfile {TEST_CERTS / 'server.key'}"]).start()
+    rest = RestSide(upstream)
+    http_port = free_port()
+    config = push_config(tmp_path / "t.yaml", upstream, tls_port, host="localhost", tls=True,
+                         ca_file=str(TEST_CERTS / "ca.crt"), username="frost", password_env="FROST_TEST_PASSWORD")
+    proc = GatewayProcess(config, broker.port,
+                          env={"GATEWAY_HTTP_PORT": str(http_port), "FROST_TEST_PASSWORD": password})
+    scrape = scraper(http_port)
+    sub = Subscriber(broker.port, f"soest/{KEY}/#", live=True)
+    status = f"soest/{KEY}/status"
+    try:
+        sub.wait_for(TEMPERATURE, "23.8", timeout=15)
+        if password != "frost-pw":
+            # The poll works, the push link cannot: offline after offline_after (1 s), and it stays so.
+            sub.wait_for(status, "offline", timeout=10)
+            assert metric(scrape(), "gateway_push_connected", source=KEY) == 0.0
+            assert rest.polls() == 1
+            assert password not in proc.log
+            return
+        wait_until(lambda: metric(scrape(), "gateway_push_connected", source=KEY) == 1.0, 15)
+        mark = sub.mark()
+        publish(up.port, UP_TEMPERATURE, observation(800, datetime.now(UTC) - timedelta(seconds=1), 22.7),
+                username="frost", password="frost-pw")
+        assert sub.wait_for(TEMPERATURE, "22.7", after=mark).retain
+        assert sub.latest()[status].text == "online"
+        assert "frost-pw" not in proc.log
+    finally:
+        sub.close()
+        proc.terminate()
+        up.stop()
