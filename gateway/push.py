@@ -131,6 +131,7 @@ class Link:
         self.up = False
         self._ups = 0  # sessions that got as far as subscribing
         self._why = ""  # the last failure, for the log and the offline reason
+        self._warned_env = False
         self.running = False
         self._task: asyncio.Task[None] | None = None
         self._offline_timer: asyncio.TimerHandle | None = None
@@ -240,19 +241,22 @@ class Link:
         if v5:
             properties = Properties(PacketTypes.CONNECT)
             properties.MaximumPacketSize = s.max_payload + TOPIC_OVERHEAD
-        password = None
-        if s.password_env is not None:
-            password = os.environ.get(s.password_env)
-            if password is None:
-                log.error("%s: options.mqtt.password_env names %s, which is not set; connecting without password",
-                          self.spec.key, s.password_env)
+        password = os.environ.get(s.password_env) if s.password_env is not None else None
+        if s.password_env is not None and password is None and not self._warned_env:
+            self._warned_env = True
+            log.error("%s: options.mqtt.password_env names %s, which is not set; connecting without password",
+                      self.spec.key, s.password_env)
+        try:
+            context = ssl.create_default_context(cafile=s.ca_file) if s.tls else None
+        except (OSError, ssl.SSLError) as exc:  # a missing or unreadable ca_file: retried, the reason logged
+            raise aiomqtt.MqttError(f"options.mqtt.ca_file {s.ca_file}: {exc}") from None
         return aiomqtt.Client(
             s.host, s.port or (8883 if s.tls else 1883), username=s.username, password=password,
             identifier=self._client_id, logger=logging.getLogger("gateway.push.mqtt"),
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             clean_session=None if v5 else True, keepalive=s.keepalive, timeout=s.timeout,
             max_queued_incoming_messages=MAX_QUEUED, properties=properties,
-            tls_context=ssl.create_default_context(cafile=s.ca_file) if s.tls else None)
+            tls_context=context)
 
     # ------------------------------------------------------------------ availability
 
