@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.frost import (
     ILLUMINANCE,
@@ -236,3 +237,45 @@ def test_tls_and_a_password_from_the_environment(tmp_path: Path, broker: Mosquit
         sub.close()
         proc.terminate()
         up.stop()
+
+
+def test_only_the_active_of_two_standbys_is_subscribed_and_the_other_takes_over(
+        tmp_path: Path, broker: Mosquitto, up_broker: Mosquitto, upstream: FixtureServer):
+    rest = RestSide(upstream)
+    configs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        path = push_config(tmp_path / name / "topics.yaml", upstream, up_broker.port)
+        data = yaml.safe_load(path.read_text())
+        data["mqtt"]["lease"] = "3s"
+        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+        configs.append(path)
+    ports = free_port(), free_port()
+    sub = Subscriber(broker.port, f"soest/{KEY}/#", live=True)
+    active = GatewayProcess(configs[0], broker.port, args=["--standby"], env={"GATEWAY_HTTP_PORT": str(ports[0])})
+    standby: GatewayProcess | None = None
+    try:
+        wait_until(lambda: metric(scraper(ports[0])(), "gateway_push_connected", source=KEY) == 1.0, 20)
+        standby = GatewayProcess(configs[1], broker.port, args=["--standby"], env={"GATEWAY_HTTP_PORT": str(ports[1])})
+        wait_until(lambda: "standby: instance" in standby.log and " is active" in standby.log, 15)
+        assert metric(scraper(ports[1])(), "gateway_push_connected", source=KEY) == 0.0  # never subscribed
+        polls = rest.polls()
+
+        mark = sub.mark()
+        publish(up_broker.port, UP_TEMPERATURE, observation(900, datetime.now(UTC) - timedelta(seconds=20), 21.1))
+        assert sub.wait_for(TEMPERATURE, "21.1", after=mark).retain
+        assert rest.polls() == polls  # the standby does not poll either
+
+        active.kill()
+        wait_until(lambda: metric(scraper(ports[1])(), "gateway_push_connected", source=KEY) == 1.0, 20)
+        mark = sub.mark()
+        publish(up_broker.port, UP_TEMPERATURE, observation(901, datetime.now(UTC) - timedelta(seconds=1), 21.4))
+        got = sub.wait_for(TEMPERATURE, "21.4", after=mark)
+        assert (got.retain, got.qos) == (True, 1)
+        assert "Traceback" not in standby.log
+    finally:
+        sub.close()
+        if active.proc.poll() is None:
+            active.terminate()
+        if standby is not None:
+            standby.terminate()
