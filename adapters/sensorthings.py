@@ -14,7 +14,6 @@ from gateway import adapter_api as api
 DEFAULT_DATASTREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Lufttemperatur"}
 # One request: the first matching Thing, its Locations and each Datastream's newest Observation.
 EXPAND = "Locations,Datastreams($expand=Observations($orderby=phenomenonTime desc;$top=1))"
-ERROR_KEYS = {"code", "message", "error", "type"}
 
 
 class Options(api.AdapterOptions):
@@ -23,6 +22,7 @@ class Options(api.AdapterOptions):
     # Our field (an alias) -> the Datastream's name on the server, matched exactly.
     datastreams: dict[api.FieldKey, Annotated[api.NonBlank, Field(max_length=200)]] = Field(
         default_factory=lambda: dict(DEFAULT_DATASTREAMS), min_length=1, max_length=50)
+    mqtt: api.UpstreamMqtt | None = None  # the server's MQTT broker: each new Observation pushed within a second
 
 
 def request(opts: Options, base_url: str) -> api.Request:
@@ -31,10 +31,8 @@ def request(opts: Options, base_url: str) -> api.Request:
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
-    things = api.member(data, "value", list, "the response", errors=ERROR_KEYS)
-    if not things:
-        raise api.ParseError(f"no Thing matches $filter {api.clip(opts.thing_filter, 80)}", kind="not_found")
-    thing = things[0]
+    things = api.member(data, "value", list, "the response", errors={"code", "message", "error", "type"})
+    thing = api.require((things or [None])[0], f"no Thing matches {api.clip(opts.thing_filter, 80)}", "not_found")
     streams = thing.get("Datastreams") if isinstance(thing, dict) else None
     if not isinstance(streams, list):
         raise api.ParseError("the Thing has no expanded 'Datastreams' list", kind="bad_schema")
@@ -52,20 +50,35 @@ def _reading(alias: str, name: str, stream: dict[str, Any] | None, now: datetime
         return api.Reading(alias, None, now, station, {**attributes, "note": "no Datastream of this name"})
     attributes["upstream_unit"] = api.clip(api.as_dict(stream.get("unitOfMeasurement")).get("symbol"), 40)
     attributes["datastream_id"] = api.identifier(stream.get("@iot.id"))
-    latest = next(iter(api.as_list(stream.get("Observations"))), None)
-    if not isinstance(latest, dict):
-        return api.Reading(alias, None, now, station, {**attributes, "note": "no Observation yet"})
-    end = latest.get("phenomenonTime")  # an instant, or an interval "start/end"
+    return _observed(alias, next(iter(api.as_list(stream.get("Observations"))), None), now, station, attributes)
+
+
+def _observed(alias: str, obs: object, now: datetime, station: api.Station | None, attrs: dict) -> api.Reading:
+    """One Observation, polled (the newest of its Datastream) or pushed."""
+    if not isinstance(obs, dict):
+        return api.Reading(alias, None, now, station, {**attrs, "note": "no Observation yet"})
+    end = obs.get("phenomenonTime")  # an instant, or an interval "start/end"
     observed_at = api.aware_datetime(end.rsplit("/", 1)[-1].strip()) if isinstance(end, str) else None
-    if observed_at is None:
-        attributes["note"] = "phenomenonTime missing or without UTC offset; fetch time used"
-    return api.Reading(alias, api.number(latest.get("result")), observed_at or now, station, attributes)
+    notes = {} if observed_at else {"note": "phenomenonTime missing or without UTC offset; fetch time used"}
+    return api.Reading(alias, api.number(obs.get("result")), observed_at or now, station, attrs | notes)
+
+
+def push_topic(opts: Options, polled: api.Reading) -> str | None:
+    """Where FROST publishes each new Observation of the polled reading's Datastream (its id as in the REST URLs)."""
+    key = api.odata_key(polled.attributes.get("datastream_id"))
+    return f"{opts.mqtt.topic_prefix or opts.version}/Datastreams({key})/Observations" if key and opts.mqtt else None
+
+
+def parse_pushed(body: bytes, polled: api.Reading, now: datetime) -> tuple[str | None, api.Reading]:
+    """One Observation as FROST pushes it (its full JSON). Without result or time the core drops it as malformed."""
+    obs = api.load_json_object(body)
+    attrs = {k: polled.attributes.get(k) for k in ("datastream", "upstream_unit", "datastream_id")}
+    return api.identifier(obs.get("@iot.id")), _observed(polled.field, obs, now, polled.station, attrs)
 
 
 def _station(thing: dict[str, Any], opts: Options) -> api.Station:
     """The Thing, placed at its first Location (a GeoJSON Point, bare or inside a Feature)."""
-    locations = api.as_list(thing.get("Locations"))
-    where = api.geojson_position(api.dig(locations[0] if locations else None, "location"), api.number)
+    where = api.geojson_position(api.dig(next(iter(api.as_list(thing.get("Locations"))), None), "location"), api.number)
     ident = api.identifier(thing.get("@iot.id"))
     return api.station_at(api.text(thing.get("name"), 80) or f"Thing {ident}", where, opts, id=ident)
 
@@ -76,5 +89,5 @@ ADAPTER = api.Adapter(
     license="set by the server's operator (see its data portal)",
     attribution="Operator of the configured SensorThings API server", info_url="https://docs.ogc.org/is/18-088/18-088.html",
     fields=frozenset(DEFAULT_DATASTREAMS), options=Options, request=request, parse=parse,
-    dynamic_fields=lambda opts: frozenset(opts.datastreams),
+    dynamic_fields=lambda opts: frozenset(opts.datastreams), push=api.Push(lambda o: o.mqtt, push_topic, parse_pushed),
 )

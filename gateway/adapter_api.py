@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -25,13 +25,13 @@ from gateway.zones import check_timezone
 
 __all__ = [
     "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup", "NonBlank",
-    "ParseError", "Read", "Reading", "Request", "Station", "Value", "as_dict", "as_list", "aware_datetime",
-    "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "day_key", "dig", "distance_m",
-    "error_kind", "expect_any", "finite_number", "flag", "geojson_position", "get", "identifier", "integer",
-    "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
-    "load_json_object", "local_datetime", "member", "number", "offset_zone", "one_of", "pa_to_hpa", "phase", "pick",
-    "point", "position", "read_fields", "readings", "require", "series", "station_at", "text",
-    "uw_per_cm2_to_w_per_m2",
+    "ParseError", "Push", "Read", "Reading", "Request", "Station", "UpstreamMqtt", "Value", "as_dict", "as_list",
+    "aware_datetime", "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "day_key", "dig",
+    "distance_m", "error_kind", "expect_any", "finite_number", "flag", "geojson_position", "get", "identifier",
+    "integer", "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json",
+    "load_json_array", "load_json_object", "local_datetime", "member", "number", "odata_key", "offset_zone",
+    "one_of", "pa_to_hpa", "phase", "pick", "point", "position", "read_fields", "readings", "require", "series",
+    "station_at", "text", "uw_per_cm2_to_w_per_m2",
 ]
 
 T = TypeVar("T")
@@ -95,6 +95,48 @@ class Lookup:
     parse: Callable[[bytes, Any], dict[str, Any]]
 
 
+class UpstreamMqtt(BaseModel):
+    """An upstream's own MQTT broker, which pushes what its REST API serves (FROST-Server has one).
+
+    The password is never in topics.yaml: ``password_env`` names the environment variable holding it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: 1883, or 8883 with tls
+    tls: bool = False
+    ca_file: str | None = Field(default=None, min_length=1, max_length=500)  # None: the system's CAs
+    username: str | None = Field(default=None, min_length=1, max_length=200)
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    # What comes before the adapter's topics; None: the adapter's API version (FROST: "v1.1").
+    topic_prefix: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^#+]+$")
+    # FROST's built-in broker (Moquette) speaks 3.1.1; with 5 the broker is also told our packet limit.
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    max_payload: int = Field(default=16_384, ge=256, le=1_048_576)  # bytes; a FROST Observation is < 2 KB
+    timeout: float = Field(default=10.0, gt=0, le=120)  # seconds for connect and subscribe
+    reconnect_min: float = Field(default=1.0, gt=0, le=3600)
+    reconnect_max: float = Field(default=60.0, gt=0, le=3600)
+    # The source goes offline once the link has been down this long (seconds); short outages pass unseen.
+    offline_after: float = Field(default=120.0, ge=0, le=86_400)
+
+
+@dataclass(frozen=True)
+class Push:
+    """An upstream that also pushes each new value over MQTT, which the core subscribes to (gateway.push).
+
+    ``link`` reads the broker settings from the options (None: push not configured); ``topic`` names
+    the topic that updates one polled reading, or None; ``parse(payload, polled, now)`` is pure and
+    returns the pushed value's upstream id (for duplicates, or None) and its reading, built like the
+    polled one; it raises ParseError for a payload it cannot use.
+    """
+
+    link: Callable[[Any], UpstreamMqtt | None]
+    topic: Callable[[Any, Reading], str | None]
+    parse: Callable[[bytes, Reading, datetime], tuple[str | None, Reading]]
+
+
 @dataclass(frozen=True)
 class Adapter:
     """A data source kind. ``request`` returns None for sources computed without a network.
@@ -106,6 +148,7 @@ class Adapter:
         lookup: an optional one-off request that completes the options before the first fetch.
         reevaluate: parse the last body again on every tick, for values that change with time
             alone (a warning that expires, "pickup tomorrow" after midnight).
+        push: for upstreams that also push new values over MQTT (see ``Push``).
     """
 
     name: str
@@ -122,6 +165,7 @@ class Adapter:
     dynamic_fields: Callable[[Any], frozenset[str]] | None = None
     lookup: Lookup | None = None
     reevaluate: bool = False
+    push: Push | None = None
 
     def fields_for(self, options: AdapterOptions) -> frozenset[str]:
         return self.dynamic_fields(options) if self.dynamic_fields is not None else self.fields
@@ -276,6 +320,14 @@ def number(value: object) -> float | None:
 def identifier(value: object, limit: int = 40) -> str | None:
     """An id that upstream sends as text or as an integer, as clipped text; None for other types and booleans."""
     return clip(value, limit) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def odata_key(value: object) -> str | None:
+    """An id as an OData URL writes it: digits bare, text in single quotes (doubled inside); None for None."""
+    if value is None:
+        return None
+    text = str(value)
+    return text if text.isdigit() else "'" + text.replace("'", "''") + "'"
 
 
 def integer(value: object) -> int | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from gateway import __version__, runs, status
+from gateway import __version__, push, runs, status
 from gateway.announce import REGISTRY_FILE, Announcer
 from gateway.catalog import Catalog, SourceSpec
 from gateway.config import Broker
@@ -33,7 +33,7 @@ from gateway.outbox import TopicClass
 from gateway.owned import OWNED_FILE, OwnedTopics
 from gateway.payloads import encode_json
 from gateway.persist import StateFile
-from gateway.pipeline import Collected, collect
+from gateway.pipeline import collect
 from gateway.publisher import Publisher
 from gateway.refresh import RefreshButton, is_press
 from gateway.runs import SourceState
@@ -94,6 +94,7 @@ class Gateway:
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
         self.roles = me.roles(self.link, catalog, self.serve, self.unserve)
         self.owned = OwnedTopics(catalog, StateFile(data_dir, OWNED_FILE) if data_dir else None, self.metrics)
+        self.push = push.PushLinks(catalog, self.sources, self.store, self.publisher, self._run_now)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -148,6 +149,7 @@ class Gateway:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        self.push.stop()
         self.announcer.cancel()
 
     def _run_now(self, key: str) -> None:
@@ -252,13 +254,16 @@ class Gateway:
         fetched_at = datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
         try:
-            result = await self._loop.run_in_executor(self._executor, self._collect, spec, state, fetched_at)
+            result = await self._loop.run_in_executor(
+                self._executor, collect, spec, state.session, state.options, state.validators, fetched_at, self.hosts,
+                self.settings.http.max_bytes)
         except asyncio.CancelledError:
             log.debug("%s: fetch cancelled by shutdown", key)
             return
         except Exception as exc:
             outcome = runs.settle_error(spec, state, exc)
         else:
+            result = self.push.polled(key, result, fetched_at)  # it names push topics; newer pushed values stay
             outcome = runs.settle(spec, state, self.store, result, fetched_at, time.monotonic())
         finally:
             self.metrics.fetch_duration.labels(source=key).observe(time.perf_counter() - started)
@@ -267,10 +272,6 @@ class Gateway:
         self._dirty |= self.publisher.publish(spec, outcome)
         self.first_runs.done(key, self.store)
 
-    def _collect(self, spec: SourceSpec, state: SourceState, fetched_at: datetime) -> Collected:
-        return collect(spec, state.session, state.options, state.validators, fetched_at, self.hosts,
-                       self.settings.http.max_bytes)
-
     async def tick(self) -> None:
         """Heartbeat fresh states, forget stale ones, re-evaluate time-dependent bodies, save the state."""
         now = datetime.now(UTC)
@@ -278,7 +279,7 @@ class Gateway:
         for spec in self.catalog.sources.values():
             self.publisher.heartbeat(spec, self.store, mono, now)
         trim_heap()
-        if self._dirty and self.saved.file is not None:
+        if (self._dirty or self.push.take_dirty()) and self.saved.file is not None:
             self._dirty = False
             # The fetch pool has a thread to spare for this; no lazily started default executor.
             assert self._loop is not None

@@ -36,7 +36,9 @@ CONTRACT: tuple[TopicRule, ...] = (
               "retained messages and payloads over 64 bytes are ignored."),
     TopicRule("{base}/{source}/status", "publish", True, "`online` / `offline`",
               "Source availability: `offline` after `failure_threshold` failed fetches in a row, or when "
-              "its newest data is older than its `max_age`."),
+              "its newest data is older than its `max_age`; a source with `options.mqtt` (push) also while "
+              "its push link has been down for `offline_after` "
+              "([adapters](adapters.md#upstreams-that-push-sensorthings-over-mqtt))."),
     TopicRule("{base}/{source}/{entity}", "publish", True, "plain value",
               "Latest value: a decimal number (`21.4`), an ISO 8601 timestamp with offset, `ON`/`OFF`, or "
               "enum text. Never `None`: a missing value keeps the last good one. MQTT 5 message expiry "

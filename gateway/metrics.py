@@ -25,6 +25,7 @@ FETCH_ERROR_KINDS = (
     "internal",
 )
 CLEAR_REASONS = ("expired", "removed")
+PUSH_DROP_REASONS = ("malformed", "too_large", "duplicate", "out_of_order")
 # Rejection series per entity and reason are created up front only for catalogues up to this
 # size: at 100,000 entities they would cost more memory than they save.
 PREPARE_MAX_ENTITIES = 2_000
@@ -62,6 +63,15 @@ class Metrics:
         self.connected = Gauge("gateway_mqtt_connected", "1 while connected to the broker", registry=r)
         self.reconnects = Counter("gateway_mqtt_reconnects_total", "Successful broker connections after the first",
                                   registry=r)
+        # Upstreams that push (gateway.push): the link, what arrived, and what was not published and why.
+        self.push_connected = Gauge("gateway_push_connected",
+                                    "1 while the source's upstream push link (MQTT subscription) is up",
+                                    ["source"], registry=r)
+        self.push_messages = Counter("gateway_push_messages_total", "Messages received on upstream push links",
+                                     ["source"], registry=r)
+        self.push_dropped = Counter("gateway_push_dropped_total",
+                                    "Pushed messages not published, by reason (" + ", ".join(PUSH_DROP_REASONS) + ")",
+                                    ["source", "reason"], registry=r)
         self.last_success = Gauge("gateway_source_last_success_timestamp_seconds",
                                   "Unix time of the last successful fetch", ["source"], registry=r)
         self.source_up = Gauge("gateway_source_up", "1 while the source is online", ["source"], registry=r)

@@ -1,4 +1,6 @@
-"""The broker connection: the only module that imports paho-mqtt.
+"""The broker connection: the only module that talks to our broker (paho-mqtt).
+
+Upstream brokers that push are gateway.push's, through aiomqtt.
 
 One long-lived session (MQTT 5, or 3.1.1 where the broker speaks only that), with a Last Will
 when there is a status topic. A thread of ours

@@ -46,6 +46,7 @@ class SourceState:
     body: bytes | None = None
     url: str = ""
     last_run: float = float("-inf")  # time.monotonic() when the last run started
+    link_down: str | None = None  # why an upstream push link (gateway.push) counts as an outage, or None
 
 
 @dataclass(slots=True)
@@ -107,6 +108,8 @@ def failed(spec: SourceSpec, state: SourceState, kind: str, detail: str, retry_a
 
 def status_change(spec: SourceSpec, state: SourceState, store: Store, now: datetime) -> bool | None:
     """Online while the newest value is younger than max_age; returns the new status if it changed."""
+    if state.link_down is not None:  # a source that promises push is down while its push link is
+        return set_online(spec, state, False, state.link_down)
     newest = store.newest_observed(spec)
     if newest is None:
         return set_online(spec, state, state.online is True and state.failures == 0, "no values yet")

@@ -112,3 +112,70 @@ def test_request_is_one_url_with_odata_options():
 def test_invalid_options_are_refused(bad: dict[str, object]):
     with pytest.raises(ValidationError):
         sensorthings.Options(latitude=51.571, longitude=8.106, **bad)
+
+
+# --- push: an Observation as FROST publishes it on v1.1/Datastreams(<id>)/Observations -------------------------
+
+PUSHED = (b'{"@iot.selfLink": "https://daten-api.osnabrueck.de/v1.1/Observations(901300)", "@iot.id": 901300, '
+          b'"phenomenonTime": "2025-06-21T10:30:00.000Z", "resultTime": "2025-06-21T10:30:05.000Z", "result": 24.6, '
+          b'"Datastream@iot.navigationLink": "https://daten-api.osnabrueck.de/v1.1/Observations(901300)/Datastream"}')
+PUSH_OPTS = sensorthings.Options(latitude=51.571, longitude=8.106, datastreams=STREAMS,
+                                 mqtt={"host": "daten-api.osnabrueck.de"})
+
+
+def test_push_topic_is_frosts_observations_topic_of_the_polled_datastream():
+    readings = parse("normal.json", PUSH_OPTS)
+    assert sensorthings.push_topic(PUSH_OPTS, readings["temperature"]) == "v1.1/Datastreams(43)/Observations"
+    assert sensorthings.push_topic(PUSH_OPTS, readings["wind_speed"]) is None  # no such Datastream: no id
+    prefixed = PUSH_OPTS.model_copy(update={"mqtt": PUSH_OPTS.mqtt.model_copy(update={"topic_prefix": "sta/v1.1"})})
+    assert sensorthings.push_topic(prefixed, readings["temperature"]) == "sta/v1.1/Datastreams(43)/Observations"
+    assert sensorthings.push_topic(OPTS, readings["temperature"]) is None  # push not configured
+    text_id = Reading("temperature", 1.0, NOW, None, {"datastream_id": "ds-43"})
+    assert sensorthings.push_topic(PUSH_OPTS, text_id) == "v1.1/Datastreams('ds-43')/Observations"
+
+
+def test_pushed_observation_is_read_like_the_polled_one():
+    polled = parse("normal.json", PUSH_OPTS)["temperature"]
+    ident, reading = sensorthings.parse_pushed(PUSHED, polled, NOW)
+    assert ident == "901300"
+    assert (reading.field, reading.value) == ("temperature", 24.6)
+    assert reading.observed_at == datetime(2025, 6, 21, 10, 30, tzinfo=UTC)
+    assert reading.station == polled.station  # the push carries no Thing: the poll's station
+    assert reading.attributes == polled.attributes == {"datastream": "Lufttemperatur", "upstream_unit": "°C",
+                                                       "datastream_id": "43"}
+
+
+def test_pushed_observation_of_a_datastream_polled_without_observations_drops_the_note():
+    polled = parse("normal.json", PUSH_OPTS)["precipitation"]
+    assert polled.attributes["note"] == "no Observation yet"
+    _, reading = sensorthings.parse_pushed(PUSHED, polled, NOW)
+    assert "note" not in reading.attributes
+    assert reading.value == 24.6
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    (b"<html></html>", "not_json"), (b'{"result": ', "bad_json"), (b"[1]", "bad_schema"), (b"17", "bad_schema")])
+def test_unusable_pushed_payloads_raise_parse_error(body: bytes, kind: str):
+    polled = parse("normal.json", PUSH_OPTS)["temperature"]
+    with pytest.raises(ParseError) as info:
+        sensorthings.parse_pushed(body, polled, NOW)
+    assert info.value.kind == kind
+
+
+@pytest.mark.parametrize("body", [b'{"@iot.id": 1, "result": 3.0}',
+                                  b'{"phenomenonTime": "2025-06-21 10:30", "result": 3}'])
+def test_pushed_observation_without_usable_time_falls_back_to_now(body: bytes):
+    # The core drops such a push as malformed (a push must carry its own time): observed_at is `now` itself.
+    polled = parse("normal.json", PUSH_OPTS)["temperature"]
+    _, reading = sensorthings.parse_pushed(body, polled, NOW)
+    assert reading.observed_at is NOW
+
+
+@pytest.mark.parametrize("bad", [
+    {"host": ""}, {"host": "mqtt://x"}, {"host": "x", "port": 0}, {"host": "x", "protocol": "4"},
+    {"host": "x", "password_env": "not-a-var"}, {"host": "x", "topic_prefix": "v1.1/#"},
+    {"host": "x", "max_payload": 10}, {"host": "x", "passwort": "secret"},
+])
+def test_invalid_mqtt_options_are_refused(bad: dict[str, object]):
+    with pytest.raises(ValidationError):
+        sensorthings.Options(latitude=51.571, longitude=8.106, mqtt=bad)

@@ -16,6 +16,7 @@ from adapters import ADAPTERS
 from gateway import catalog
 from gateway.config import loads
 from gateway.errors import ConfigError, ParseError
+from gateway.records import Reading
 from tests.helpers import FIXTURES, ROOT
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -88,6 +89,37 @@ def test_parse_survives_arbitrary_json(name: str, value: Any):
                                   b"\xff\xfe\x00garbage", b"", b"null", b"BEGIN:VCALENDAR\r\n" * 1000])
 def test_parse_survives_deep_nesting_and_oddities(name: str, body: bytes):
     parse_ok_or_parse_error(name, body)
+
+
+PUSHING = sorted(name for name, adapter in ADAPTERS.items() if adapter.push is not None)
+POLLED = Reading("temperature", 21.0, NOW, None, {"datastream": "Lufttemperatur", "datastream_id": "43"})
+observations = st.fixed_dictionaries({}, optional={
+    "@iot.id": json_values, "phenomenonTime": st.text(max_size=40) | json_values, "result": json_values})
+
+
+def push_ok_or_parse_error(name: str, payload: bytes) -> None:
+    push = ADAPTERS[name].push
+    assert push is not None
+    try:
+        ident, reading = push.parse(payload, POLLED, NOW)
+    except ParseError:
+        return
+    assert ident is None or isinstance(ident, str)
+    assert reading.observed_at.tzinfo is not None
+    json.dumps(dict(reading.attributes), default=str)
+
+
+@pytest.mark.parametrize("name", PUSHING)
+@FUZZ
+@given(value=json_values | observations)
+def test_pushed_payloads_survive_arbitrary_json(name: str, value: Any):
+    push_ok_or_parse_error(name, json.dumps(value).encode())
+
+
+@pytest.mark.parametrize("name", PUSHING)
+@pytest.mark.parametrize("payload", [b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe\x00garbage", b"", b"null"])
+def test_pushed_payloads_survive_deep_nesting_and_oddities(name: str, payload: bytes):
+    push_ok_or_parse_error(name, payload)
 
 
 def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -76,6 +76,8 @@ CASES = [
      ["measurements.condition", "enum"]),
     (lambda d: d["sources"]["brightsky"]["options"].update(max_dist=5),
      ["sources.brightsky.options.max_dist", "greater than or equal to 1000"]),
+    (lambda d: d["sources"]["urban_sensors"].update(enabled=True, options={"mqtt": {"host": "x", "port": 70000}}),
+     ["sources.urban_sensors.options.mqtt.port", "less than or equal to 65535"]),
     (lambda d: d["sources"]["brightsky"]["entities"].update(status=None),
      ["sources.brightsky", "'status' is reserved"]),
     (lambda d: d["sources"]["brightsky"].update(cron="*/5 * * *"),
