@@ -24,8 +24,8 @@ import pytest
 from tests.helpers import ROOT
 
 BUILD = ROOT / "scripts" / "build-image"
-IMAGE = "soest-mqtt-gateway:local"
-ADDON_IMAGE = "soest-mqtt-gateway-addon:local"
+IMAGE = "soest-mqtt-gateway"  # scripts/build-image's default tags
+ADDON_IMAGE = "soest-mqtt-gateway-addon"
 # crun (podman's default elsewhere) fails here on rlimits and cgroups; runc needs the limits
 # spelled out, as the defaults it inherits cannot be applied inside this kind of machine.
 RUN_FLAGS = ("--network", "host", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",

@@ -11,6 +11,7 @@ endpoint to a free loopback port, since the host network is shared with other te
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import __version__
 from tests.container.conftest import ONESHOT_FLAGS, Built, Container, podman, volume_path
 from tests.helpers import (
     FixtureServer,
@@ -216,3 +218,47 @@ def test_the_data_volume_survives_a_new_container_and_its_values_come_back(
         sub.close()
         second.remove()
         fresh.stop()
+
+
+# --------------------------------------------------------------------------- hygiene
+
+# Run inside the image as root (so that nothing is hidden by permissions): compilers and download
+# tools on PATH, packaging tools in the gateway's venv, files left in build and cache folders.
+LEFTOVERS = """
+import glob, os, shutil, sysconfig
+site = sysconfig.get_paths()["purelib"]
+print("site", site)
+for tool in ("gcc", "cc", "c++", "g++", "make", "ld", "as", "git", "curl", "wget", "rustc", "cargo"):
+    print("tool", tool, shutil.which(tool))
+for pkg in ("pip", "setuptools", "wheel"):
+    print("venv", pkg, bool(glob.glob(os.path.join(site, pkg)) + glob.glob(os.path.join(site, pkg + "-*"))))
+for path in ("/wheels", "/src", "/root/.cache", "/tmp", "/var/lib/apt/lists", "/var/cache/apt/archives"):
+    found = glob.glob(path + "/**", recursive=True) if os.path.isdir(path) else []
+    print("files", path, len([p for p in found if os.path.isfile(p)]))
+"""
+
+
+def test_the_image_carries_its_metadata_and_no_build_leftovers(image: Built):
+    (info,) = json.loads(podman("image", "inspect", image.tag).stdout)
+    config = info["Config"]
+    labels = config["Labels"]
+    for key in ("title", "description", "source", "url", "documentation", "licenses", "version", "revision"):
+        assert labels.get(f"org.opencontainers.image.{key}"), key
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", labels["org.opencontainers.image.revision"])
+    # The docker format keeps the HEALTHCHECK (the OCI format would silently drop it).
+    assert info["Healthcheck"]["Test"][:3] == ["CMD", "python", "-c"]
+    assert config["User"] == f"{UID}:{UID}"
+    assert config["Entrypoint"] == ["soest-gateway"]
+    # A compiler or a pip cache would show here long before anyone reads the layer list.
+    assert info["Size"] < 200_000_000, f"{info['Size'] / 1e6:.0f} MB"
+
+    result = podman("run", "--rm", *ONESHOT_FLAGS, "--user", "0", "--entrypoint", "python", image.tag, "-c",
+                    LEFTOVERS, check=False)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" ") for line in result.stdout.splitlines()]
+    assert ["site", "/opt/venv/lib/python3.11/site-packages"] in rows  # the gateway's own interpreter
+    assert [r[1] for r in rows if r[0] == "tool" and r[2] != "None"] == []
+    assert [r[1] for r in rows if r[0] == "venv" and r[2] != "False"] == []
+    assert {r[1]: int(r[2]) for r in rows if r[0] == "files"} == {
+        "/wheels": 0, "/src": 0, "/root/.cache": 0, "/tmp": 0, "/var/lib/apt/lists": 0, "/var/cache/apt/archives": 0}
