@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gateway import __version__
 from tests.container.conftest import ONESHOT_FLAGS, Built, Container, podman
 from tests.helpers import Mosquitto, Subscriber, free_port, wait_until
 from tests.test_addon import GOOD, PASSWORD, TOKEN, Supervisor
@@ -133,3 +134,20 @@ def _get(port: int, path: str) -> int:
             return int(response.status)
     except OSError:
         return 0
+
+
+def test_the_addon_image_keeps_no_build_leftovers_and_carries_its_labels(addon_image: Built):
+    (info,) = json.loads(podman("image", "inspect", addon_image.tag).stdout)
+    labels = info["Labels"]
+    build = yaml.safe_load((Path(__file__).parents[2] / "addon" / "build.yaml").read_text())
+    for key, value in build["labels"].items():
+        assert labels[key] == value, key
+    assert labels["org.opencontainers.image.version"] == __version__
+    probe = ("import os, sysconfig\n"
+             "site = sysconfig.get_paths()['purelib']\n"
+             "print(site, sorted(p for p in os.listdir(site) if p.split('-')[0] in ('pip', 'setuptools', 'wheel')),\n"
+             "      os.path.exists('/tmp/src'), sum(len(files) for _, _, files in os.walk('/root/.cache')))\n")
+    result = podman("run", "--rm", *ONESHOT_FLAGS, "--entrypoint", "/opt/venv/bin/python", addon_image.tag,
+                    "-c", probe, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/opt/venv/lib/python3.11/site-packages", "[]", "False", "0"]
