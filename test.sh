@@ -2,7 +2,9 @@
 # The README's test command, and what CI runs (.ci/run calls it): install Mosquitto, Chromium and
 # nats-server when missing, the gateway with its test tools, lint, and run the whole test suite in
 # random order against real brokers (Mosquitto, and a 3-node NATS cluster for tests/cluster) that the
-# tests start themselves. Arguments go to pytest.
+# tests start themselves. The container suite (tests/container, marker container) builds the
+# images itself with scripts/build-image, which installs podman & co. when missing (cached after
+# the first run). Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-mosquitto
