@@ -2,7 +2,8 @@
 
 Adapters import this module only (plus the standard library and third-party parsers), so that loading one
 does not load the core's configuration, scheduler or Home Assistant tables; the core imports adapters, never
-the other way round. It imports gateway.records, gateway.errors, gateway.units and gateway.geo, all pure.
+the other way round. It imports gateway.records, gateway.errors, gateway.units, gateway.geo and
+gateway.csvtext, all pure.
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from gateway.csvtext import number as csv_number
+from gateway.csvtext import read_table as read_csv
 from gateway.errors import ParseError
 from gateway.geo import distance_m
 from gateway.records import Reading, Request, Station, Value
-from gateway.units import kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
+from gateway.units import UNIT_CODES, kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
 from gateway.zones import check_timezone
 
 __all__ = [
-    "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup", "NonBlank",
-    "ParseError", "Read", "Reading", "Request", "Station", "Value", "as_dict", "as_list", "aware_datetime",
-    "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "day_key", "dig", "distance_m",
-    "error_kind", "expect_any", "finite_number", "flag", "geojson_position", "get", "identifier", "integer",
-    "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
-    "load_json_object", "local_datetime", "member", "number", "offset_zone", "one_of", "pa_to_hpa", "phase", "pick",
-    "point", "position", "read_fields", "readings", "require", "series", "station_at", "text",
-    "uw_per_cm2_to_w_per_m2",
+    "ERROR_KEYS", "MAX_TEXT", "UNIT_CODES", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup",
+    "NonBlank", "Paging", "ParseError", "Read", "Reading", "Request", "Station", "Value", "as_dict", "as_list",
+    "aware_datetime", "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "csv_number",
+    "day_key", "dig", "distance_m", "error_kind", "expect_any", "finite_number", "flag", "from_unit_code",
+    "geojson_position", "get", "identifier", "integer", "iso_date", "kwh_per_m2_per_10min_to_w_per_m2",
+    "latest_per_id", "listed", "load_json", "load_json_array", "load_json_object", "local_datetime", "member",
+    "number", "offset_zone", "one_of", "pa_to_hpa", "phase", "pick", "point", "position", "read_csv", "read_fields",
+    "readings", "require", "series", "station_at", "text", "uw_per_cm2_to_w_per_m2",
 ]
 
 T = TypeVar("T")
@@ -96,6 +99,20 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class Paging:
+    """For APIs that page a query (NGSI-LD's and NGSI-v2's ``limit``/``offset``).
+
+    ``next(options, request, body, headers)`` is the request for the page after the one ``request``
+    fetched (``headers`` lower-case), or None after the last; ``merge(bodies)`` joins the pages into the one
+    body ``parse`` reads. More than ``max_pages`` pages is an error (``too_large``), not a silent cut.
+    """
+
+    next: Callable[[Any, Request, bytes, Mapping[str, str]], Request | None]
+    merge: Callable[[Sequence[bytes]], bytes]
+    max_pages: int = 20
+
+
+@dataclass(frozen=True)
 class Adapter:
     """A data source kind. ``request`` returns None for sources computed without a network.
 
@@ -104,6 +121,7 @@ class Adapter:
         dynamic_fields: for adapters whose fields come from their options (e.g. SensorThings
             datastream aliases); overrides ``fields`` when set.
         lookup: an optional one-off request that completes the options before the first fetch.
+        paging: for queries answered in pages; the core fetches them all and ``parse`` reads them merged.
         reevaluate: parse the last body again on every tick, for values that change with time
             alone (a warning that expires, "pickup tomorrow" after midnight).
     """
@@ -122,6 +140,7 @@ class Adapter:
     dynamic_fields: Callable[[Any], frozenset[str]] | None = None
     lookup: Lookup | None = None
     reevaluate: bool = False
+    paging: Paging | None = None
 
     def fields_for(self, options: AdapterOptions) -> frozenset[str]:
         return self.dynamic_fields(options) if self.dynamic_fields is not None else self.fields
@@ -295,6 +314,13 @@ def converted(convert: Callable[[float], float], read: Callable[[object], float 
         amount = read(value)
         return convert(amount) if amount is not None else None
     return read_converted
+
+
+def from_unit_code(amount: float, code: str, unit: str) -> float | None:
+    """``amount``, given in the UN/CEFACT unit ``code`` (NGSI-LD's ``unitCode``), in our ``unit``; None when the
+    code is unknown or measures something else."""
+    convert = UNIT_CODES.get(code, {}).get(unit)
+    return finite_number(convert(amount)) if convert is not None else None
 
 
 def one_of(allowed: Iterable[str]) -> Read:

@@ -17,7 +17,8 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +58,8 @@ class Response:
     status: int
     body: bytes | None  # None means 304 Not Modified
     validators: Validators
+    # Lower-case names; for APIs that say how many results a paged query has (NGSILD-Results-Count).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class HostPolicy:
@@ -361,7 +364,8 @@ def _read_response(resp: requests.Response, request: Request, validators: Valida
         raise FetchError(url, "content_type", f"expected JSON, got Content-Type {ctype!r}")
     body = _read_capped(resp, url, max_bytes, deadline)
     return Response(url, resp.status_code, body,
-                    Validators(_validator(resp.headers.get("ETag")), _validator(resp.headers.get("Last-Modified"))))
+                    Validators(_validator(resp.headers.get("ETag")), _validator(resp.headers.get("Last-Modified"))),
+                    {k.lower(): clean(v, MAX_DETAIL) for k, v in resp.headers.items()})
 
 
 def _read_capped(resp: requests.Response, url: str, max_bytes: int, deadline: float) -> bytes:
