@@ -173,7 +173,9 @@ def _reading(field: str, spec: tuple[str, str | None, str | None], entity: dict[
             if value is None:
                 attributes["note"] = f"unitCode {api.clip(code, 20)!r} is not convertible to {unit}"
     observed = _time(stamp) or next((t for a in TIME_ATTRIBUTES if (t := _time(_property(entity.get(a))[0]))), None)
-    if observed is None:
+    if attribute not in entity:
+        attributes["note"] = f"the entity has no {attribute!r}"
+    elif observed is None:
         attributes.setdefault("note", "no observedAt or dateObserved; fetch time used")
     return api.Reading(field, value, observed or now, station, attributes)
 
