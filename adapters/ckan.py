@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -56,35 +56,18 @@ def request(opts: Options, base_url: str) -> api.Request:
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     header, rows, delimiter = api.read_csv(body)
-    index = {name.casefold(): i for i, name in reversed(list(enumerate(header)))}
-    missing = [c for c in [*opts.match, *opts.columns.values()] if c.strip().casefold() not in index]
-    if missing:
-        raise api.ParseError(f"no column {api.clip(missing[0], 80)!r} in the CSV header", kind="bad_schema")
-    where = {index[c.strip().casefold()]: v.strip().casefold() for c, v in opts.match.items()}
-    matching = [r for r in rows if all(i < len(r) and r[i].strip().casefold() == v for i, v in where.items())]
+    matching = api.csv_rows(header, rows, opts.match, opts.columns.values())
     if not matching:
         raise api.ParseError(f"no row matches {api.clip(opts.match, 120)}", kind="not_found")
     row = matching[-1 if opts.row == "last" else 0]
     decimal = opts.decimal if opts.decimal != "auto" else "," if delimiter == ";" else "."
-    stamp = _utc(opts.modified)
     station = api.Station(name=" / ".join(opts.match.values()))
     attributes = {"dataset": api.clip(opts.title or opts.dataset, 200), "license": opts.license,
                   "modified": opts.modified, "rows_matched": len(matching)}
-    out = []
-    for field, column in opts.columns.items():
-        cell = row[index[column.strip().casefold()]] if index[column.strip().casefold()] < len(row) else ""
-        out.append(api.Reading(field, api.csv_number(cell, decimal), stamp or now, station,
-                               {**attributes, "column": api.clip(column, 80), "upstream_value": api.clip(cell, 40)}))
-    return out
-
-
-def _utc(text: str | None) -> datetime | None:
-    """CKAN's timestamps are UTC, written without an offset ("2025-03-04T09:12:33.123456")."""
-    try:
-        stamp = datetime.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-    return stamp.replace(tzinfo=stamp.tzinfo or UTC) if stamp is not None else None
+    return [api.Reading(field, api.csv_number(cell := row[column.strip().casefold()], decimal),
+                        api.utc_datetime(opts.modified) or now, station,
+                        {**attributes, "column": api.clip(column, 80), "upstream_value": api.clip(cell, 40)})
+            for field, column in opts.columns.items()]
 
 
 ADAPTER = api.Adapter(

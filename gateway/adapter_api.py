@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from gateway.csvtext import number as csv_number
 from gateway.csvtext import read_table as read_csv
+from gateway.csvtext import select as csv_rows
 from gateway.errors import ParseError
 from gateway.geo import distance_m
 from gateway.records import Reading, Request, Station, Value
@@ -30,11 +31,12 @@ __all__ = [
     "ERROR_KEYS", "MAX_TEXT", "UNIT_CODES", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup",
     "NonBlank", "Paging", "ParseError", "Read", "Reading", "Request", "Station", "Value", "as_dict", "as_list",
     "aware_datetime", "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "csv_number",
-    "day_key", "dig", "distance_m", "error_kind", "expect_any", "finite_number", "flag", "from_unit_code",
-    "geojson_position", "get", "identifier", "integer", "iso_date", "kwh_per_m2_per_10min_to_w_per_m2",
-    "latest_per_id", "listed", "load_json", "load_json_array", "load_json_object", "local_datetime", "member",
-    "number", "offset_zone", "one_of", "pa_to_hpa", "phase", "pick", "point", "position", "read_csv", "read_fields",
-    "readings", "require", "series", "station_at", "text", "uw_per_cm2_to_w_per_m2",
+    "csv_rows", "day_key", "dig", "distance_m", "error_kind", "expect_any", "finite_number", "flag",
+    "from_unit_code", "geojson_position", "get", "identifier", "integer", "iso_date",
+    "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
+    "load_json_object", "local_datetime", "member", "number", "offset_zone", "one_of", "pa_to_hpa", "phase", "pick",
+    "point", "position", "read_csv", "read_fields", "readings", "require", "series", "station_at", "text",
+    "utc_datetime", "uw_per_cm2_to_w_per_m2",
 ]
 
 T = TypeVar("T")
@@ -392,6 +394,15 @@ def aware_datetime(value: object) -> datetime | None:
     except ValueError:
         return None
     return stamp if stamp is not None and stamp.tzinfo is not None else None
+
+
+def utc_datetime(value: object) -> datetime | None:
+    """ISO 8601 text, in UTC when it has no offset (CKAN's ``last_modified``); None for other text and types."""
+    try:
+        stamp = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
+        return stamp.replace(tzinfo=stamp.tzinfo or UTC).astimezone(UTC) if stamp is not None else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def offset_zone(seconds: object) -> tzinfo | None:

@@ -11,6 +11,7 @@ import csv
 import io
 import itertools
 import re
+from collections.abc import Iterable
 
 from gateway.errors import ParseError
 
@@ -49,6 +50,9 @@ def read_table(body: bytes, max_rows: int = MAX_ROWS) -> tuple[list[str], list[l
         raise ParseError(f"more than {max_rows} rows", kind="too_large")
     if not rows:
         raise ParseError("the CSV file is empty", kind="not_csv")
+    # A body cut off in transfer ends inside a row; a complete file without a final newline ends with a full one.
+    if len(rows) > 1 and not text.endswith(("\n", "\r")) and len(rows[-1]) != len(rows[0]):
+        raise ParseError("the CSV file ends inside a row (truncated?)", kind="not_csv")
     return [cell.strip() for cell in rows[0]], rows[1:], delimiter
 
 
@@ -80,3 +84,19 @@ def number(cell: str, decimal: str) -> float | None:
         return None
     value = float(text)
     return value if value == value and abs(value) != float("inf") else None
+
+
+def select(header: list[str], rows: list[list[str]], match: dict[str, str],
+           columns: Iterable[str]) -> list[dict[str, str]]:
+    """The rows whose ``match`` columns hold the given values, as {column: cell} with casefolded names.
+
+    Names and values compare without case and surrounding spaces; a missing cell is "". ParseError
+    ``bad_schema`` names the first of ``match`` and ``columns`` the header lacks.
+    """
+    names = [name.casefold() for name in header]
+    missing = [c for c in [*match, *columns] if c.strip().casefold() not in names]
+    if missing:
+        raise ParseError(f"no column {missing[0][:80]!r} in the CSV header", kind="bad_schema")
+    records = [dict(zip(names, [*row, *[""] * (len(names) - len(row))], strict=False)) for row in rows]
+    wanted = {c.strip().casefold(): v.strip().casefold() for c, v in match.items()}
+    return [r for r in records if all(r[c].strip().casefold() == v for c, v in wanted.items())]

@@ -36,6 +36,7 @@ USER_AGENT = f"soest-mqtt-gateway/{__version__} (+{PROJECT_URL})"
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 CHUNK = 8 * 1024  # small, so the deadline is checked often even on a fast drip
 JSON_TYPES = ("json", "text/plain", "application/octet-stream")
+BINARY_TYPES = ("image/", "audio/", "video/", "font/")
 MAX_DETAIL = 160
 MAX_VALIDATOR = 256  # an ETag or Last-Modified longer than this is not worth sending back
 MAX_RETRY_AFTER = 6 * 3600.0
@@ -360,6 +361,8 @@ def _read_response(resp: requests.Response, request: Request, validators: Valida
     ctype = clean(resp.headers.get("Content-Type", ""), 60).lower()
     if "html" in ctype and "html" not in request.accept:
         raise FetchError(url, "html_page", "got an HTML page (maintenance or error page?)")
+    if ctype.startswith(BINARY_TYPES):  # nothing an adapter reads is an image or a sound, whatever it asked for
+        raise FetchError(url, "content_type", f"expected text, got Content-Type {ctype!r}")
     if "json" in request.accept and ctype and not any(t in ctype for t in JSON_TYPES):
         raise FetchError(url, "content_type", f"expected JSON, got Content-Type {ctype!r}")
     body = _read_capped(resp, url, max_bytes, deadline)

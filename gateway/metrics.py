@@ -21,7 +21,7 @@ FETCH_OUTCOMES = ("ok", "not_modified", "error")
 FETCH_ERROR_KINDS = (
     "http_4xx", "http_5xx", "http_429", "timeout", "reset", "connection", "http", "too_large",
     "html_page", "content_type", "rate_limited", "redirect", "cancelled", "bad_encoding",
-    "parse", "source", "not_json", "bad_json", "bad_schema", "not_found", "not_ics", "upstream_error",
+    "parse", "source", "not_json", "bad_json", "bad_schema", "not_found", "not_ics", "not_csv", "upstream_error",
     "internal",
 )
 CLEAR_REASONS = ("expired", "removed")

@@ -114,9 +114,7 @@ class SourceFixture:
         adapter = spec.adapter
         if self.lookup is not None and adapter.lookup is not None:
             request = adapter.lookup.request(opts, base_url)
-            # URLs the lookup hands on (a CKAN resource's download) point at the fixture server too.
-            looked_up = self.lookup.read_bytes().replace(spec.config.base_url.rstrip("/").encode(),
-                                                         base_url.rstrip("/").encode())
+            looked_up = self.looked_up(base_url)
             server.serve(urlsplit(request.url).path, looked_up,
                          headers={"Content-Type": CONTENT_TYPES[self.lookup.suffix]})
             opts = opts.model_copy(update=adapter.lookup.parse(looked_up, opts))
@@ -125,6 +123,12 @@ class SourceFixture:
         path = urlsplit(request.url).path
         assert path.startswith(prefix)
         server.serve(path, self.body, headers={"Content-Type": CONTENT_TYPES[self.normal.suffix]})
+
+    def looked_up(self, base_url: str) -> bytes:
+        """The lookup fixture, with the URLs it hands on (a CKAN resource's download) on the fixture server too."""
+        assert self.lookup is not None
+        original = source_spec(self.key).config.base_url.rstrip("/").encode()
+        return self.lookup.read_bytes().replace(original, base_url.rstrip("/").encode())
 
     def body(self) -> bytes:
         """The normal fixture as it reads now (moved to the real clock)."""
@@ -135,7 +139,7 @@ class SourceFixture:
         spec = source_spec(self.key)
         opts = spec.options
         if self.lookup is not None and spec.adapter.lookup is not None:
-            opts = opts.model_copy(update=spec.adapter.lookup.parse(self.lookup.read_bytes(), opts))
+            opts = opts.model_copy(update=spec.adapter.lookup.parse(self.looked_up(base_url), opts))
         request = spec.adapter.request(opts, base_url)
         assert request is not None
         server.serve(urlsplit(request.url).path, **reply)
