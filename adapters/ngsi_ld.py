@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 
@@ -54,6 +55,7 @@ MODELS: Mapping[str, Mapping[str, tuple[str, str | None, str | None]]] = {
 TIME_ATTRIBUTES = ("dateObserved", "dateObservedTo", "TimeInstant", "occupancyModified", "dateModified", "modifiedAt")
 COUNT_HEADERS = ("ngsild-results-count", "fiware-total-count")
 CONTEXT_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+SUBSCRIPTIONS = {"ld": "/ngsi-ld/v1/subscriptions", "v2": "/v2/subscriptions"}
 ERROR_KEYS = {"type", "title", "detail", "error", "description"}  # LD ProblemDetails, v2 {"error", "description"}
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s<>\"'&]+$")]
 
@@ -74,6 +76,7 @@ class Options(api.AdapterOptions):
     attributes: dict[api.FieldKey, api.NonBlank] = Field(default_factory=dict, max_length=50)
     subscribe: bool = False  # notifications to <notify_url>/notify/<source> (gateway.notify); polling stays
     notify_url: str | None = Field(default=None, pattern=r"^https?://[^\s<>\"]{1,300}$")
+    subscription_lifetime: int = Field(default=3600, ge=4, le=30 * 86400)  # seconds; renewed at half of it
 
     @field_validator("token_env")
     @classmethod
@@ -232,6 +235,56 @@ def _name(entity: dict[str, Any]) -> str:
     return api.clip(entity["id"], 80) or "entity"
 
 
+def subscription_call(opts: Options, base_url: str, action: str, ident: str, endpoint: str,
+                      expires: datetime) -> api.Call:
+    """POST (create), GET (status), PATCH (renew) or DELETE one subscription (ETSI GS CIM 009 5.8, Orion v2)."""
+    root = base_url.rstrip("/") + SUBSCRIPTIONS[opts.version]
+    one = f"{root}/{quote(ident, safe=':')}"
+    stamp = expires.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    sending = headers(opts) | {"Content-Type": "application/json"}
+    if action == "create":
+        return api.Call("POST", root, _subscription(opts, ident, endpoint, stamp), sending)
+    if action == "renew":
+        return api.Call("PATCH", one, {"expiresAt" if opts.version == "ld" else "expires": stamp}, sending)
+    return api.Call("GET" if action == "status" else "DELETE", one, None, headers(opts))
+
+
+def _subscription(opts: Options, ident: str, endpoint: str, stamp: str) -> dict[str, Any]:
+    form = "keyValues" if opts.key_values else "normalized"
+    if opts.version == "v2":  # Orion chooses the id (Location header) and takes the query as a condition
+        subject: dict[str, Any] = {"entities": [{"type": opts.entity_type} | (
+            {"id": opts.entity_id} if opts.entity_id else {"idPattern": ".*"})]}
+        subject |= {"condition": {"expression": {"q": opts.q}}} if opts.q else {}
+        return {"description": ident, "subject": subject, "expires": stamp,
+                "notification": {"http": {"url": endpoint}, "attrsFormat": form}}
+    entity = {"type": opts.entity_type} | ({"id": opts.entity_id} if opts.entity_id else {})
+    return {"id": ident, "type": "Subscription", "entities": [entity], "expiresAt": stamp,
+            "notification": {"format": form, "endpoint": {"uri": endpoint, "accept": "application/json"}}} | (
+        {"q": opts.q} if opts.q else {})
+
+
+def notified(body: bytes) -> tuple[str, list[Any]]:
+    """(subscriptionId, data) of an NGSI-LD or NGSI-v2 notification."""
+    doc = api.load_json_object(body)
+    ident, data = api.text(doc.get("subscriptionId"), 300), doc.get("data")
+    if ident is None or not isinstance(data, list):
+        raise api.ParseError("not a notification (no subscriptionId and data)", kind="bad_schema")
+    return ident, data
+
+
+def apply_notified(last: bytes | None, entities: list[Any]) -> bytes:
+    """The last polled entities with the notified ones applied, attribute by attribute (new ones appended)."""
+    try:
+        known = json.loads(last) if last else []
+    except (ValueError, RecursionError):
+        known = []
+    by_id = {e["id"]: e for e in api.as_list(known) if isinstance(e, dict) and isinstance(e.get("id"), str)}
+    for entity in entities:
+        if isinstance(entity, dict) and isinstance(entity.get("id"), str):
+            by_id[entity["id"]] = {**by_id.get(entity["id"], {}), **entity}
+    return json.dumps(list(by_id.values())).encode()
+
+
 ADAPTER = api.Adapter(
     name="ngsi_ld", title="City data platform", provider="FIWARE context broker (NGSI-LD or NGSI-v2)",
     dataset="Entities of one Smart Data Model type (or custom attributes), by id or by type and query",
@@ -239,4 +292,7 @@ ADAPTER = api.Adapter(
     info_url="https://www.etsi.org/deliver/etsi_gs/CIM/001_099/009/",
     fields=frozenset(MODELS["WeatherObserved"]), options=Options, request=request, parse=parse,
     dynamic_fields=lambda opts: frozenset(fields(opts)), paging=api.Paging(next_page, merge),
+    subscription=api.Subscription(notify_url=lambda opts: opts.notify_url if opts.subscribe else None,
+                                  call=subscription_call, notified=notified, merge=apply_notified,
+                                  lifetime=lambda opts: float(opts.subscription_lifetime)),
 )

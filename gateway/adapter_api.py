@@ -8,6 +8,7 @@ gateway.csvtext, all pure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,10 +29,10 @@ from gateway.units import UNIT_CODES, kwh_per_m2_per_10min_to_w_per_m2, pa_to_hp
 from gateway.zones import check_timezone
 
 __all__ = [
-    "ERROR_KEYS", "MAX_TEXT", "UNIT_CODES", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup",
-    "NonBlank", "Paging", "ParseError", "Read", "Reading", "Request", "Station", "Value", "as_dict", "as_list",
-    "aware_datetime", "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "csv_number",
-    "csv_rows", "day_key", "dig", "distance_m", "error_kind", "expect_any", "finite_number", "flag",
+    "ERROR_KEYS", "MAX_TEXT", "UNIT_CODES", "Adapter", "AdapterOptions", "Call", "FieldKey", "FieldTable", "Lookup",
+    "NonBlank", "Paging", "ParseError", "Read", "Reading", "Request", "Station", "Subscription", "Value", "as_dict",
+    "as_list", "aware_datetime", "check_field_key", "check_not_blank", "check_timezone", "clip", "converted",
+    "csv_number", "csv_rows", "day_key", "dig", "distance_m", "error_kind", "expect_any", "finite_number", "flag",
     "from_unit_code", "geojson_position", "get", "identifier", "integer", "iso_date",
     "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
     "load_json_object", "local_datetime", "member", "number", "offset_zone", "one_of", "pa_to_hpa", "phase", "pick",
@@ -115,6 +116,35 @@ class Paging:
 
 
 @dataclass(frozen=True)
+class Call:
+    """An HTTP request other than a GET (a subscription's create, renew, delete), for gateway.notify to make."""
+
+    method: str
+    url: str
+    json: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """For platforms that push changes (NGSI-LD and NGSI-v2 subscriptions); gateway.notify runs the lifecycle.
+
+    ``notify_url(options)``: the gateway's HTTP address as the platform reaches it, or None (no subscription).
+    ``call(options, base_url, action, id, endpoint, expires)``: the request for ``action`` ("create", "status",
+    "renew", "delete") of subscription ``id`` notifying ``endpoint`` until ``expires``.
+    ``notified(body)``: (subscription id, entities) of a notification, or ParseError.
+    ``merge(last_body, entities)``: the last polled body with the notified entities applied; what ``parse`` reads.
+    ``lifetime(options)``: seconds a subscription is created or renewed for.
+    """
+
+    notify_url: Callable[[Any], str | None]
+    call: Callable[[Any, str, str, str, str, datetime], Call]
+    notified: Callable[[bytes], tuple[str, list[Any]]]
+    merge: Callable[[bytes | None, list[Any]], bytes]
+    lifetime: Callable[[Any], float]
+
+
+@dataclass(frozen=True)
 class Adapter:
     """A data source kind. ``request`` returns None for sources computed without a network.
 
@@ -124,6 +154,7 @@ class Adapter:
             datastream aliases); overrides ``fields`` when set.
         lookup: an optional one-off request that completes the options before the first fetch.
         paging: for queries answered in pages; the core fetches them all and ``parse`` reads them merged.
+        subscription: for platforms that notify changes; gateway.notify subscribes and applies notifications.
         reevaluate: parse the last body again on every tick, for values that change with time
             alone (a warning that expires, "pickup tomorrow" after midnight).
     """
@@ -143,6 +174,7 @@ class Adapter:
     lookup: Lookup | None = None
     reevaluate: bool = False
     paging: Paging | None = None
+    subscription: Subscription | None = None
 
     def fields_for(self, options: AdapterOptions) -> frozenset[str]:
         return self.dynamic_fields(options) if self.dynamic_fields is not None else self.fields

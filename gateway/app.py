@@ -29,6 +29,7 @@ from gateway.http import HttpServer, Route
 from gateway.memory import limit_malloc_arenas, prestart_threads, release_startup_memory, trim_heap
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
+from gateway.notify import Notifier
 from gateway.outbox import TopicClass
 from gateway.owned import OWNED_FILE, OwnedTopics
 from gateway.payloads import encode_json
@@ -86,9 +87,10 @@ class Gateway:
         self.expiry = Expiry(self.link, self.store, self.metrics, mqtt.message_expiry, lambda: bool(self.scheduler))
         self.publisher = Publisher(self.link, self.metrics, self.expiry)
         self.refresh = RefreshButton(catalog.sources, self.sources, self._run_now)
+        self.notifier = Notifier(self, lambda: self._loop if self.scheduler else None, http_port is not None)
         # Bound here, so a taken port is a start-up error and not a crash inside the event loop.
-        self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes()) \
-            if http_port is not None else None
+        self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes(),
+                               posts=self.notifier.routes) if http_port is not None else None
         self.saved = SavedValues(catalog, self.store, self.link, self.publisher, data_dir)
         self.announcer = Announcer(catalog, self.link,
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
@@ -268,8 +270,8 @@ class Gateway:
         self.first_runs.done(key, self.store)
 
     def _collect(self, spec: SourceSpec, state: SourceState, fetched_at: datetime) -> Collected:
-        return collect(spec, state.session, state.options, state.validators, fetched_at, self.hosts,
-                       self.settings.http.max_bytes)
+        return self.notifier.polled(spec.key, collect(spec, state.session, state.options, state.validators, fetched_at,
+                                                      self.hosts, self.settings.http.max_bytes))
 
     async def tick(self) -> None:
         """Heartbeat fresh states, forget stale ones, re-evaluate time-dependent bodies, save the state."""
