@@ -3,7 +3,8 @@
 What it speaks, from ETSI GS CIM 009 (NGSI-LD) and the Orion NGSI-v2 manual:
 - ``GET /ngsi-ld/v1/entities?type=&limit=&offset=&count=true``: a JSON array, ``NGSILD-Results-Count``;
 - ``GET /v2/entities?type=&limit=&offset=&options=count``: a JSON array, ``Fiware-Total-Count``;
-- ``POST /ngsi-ld/v1/subscriptions``: 201 with ``Location: /ngsi-ld/v1/subscriptions/<id>``;
+- ``POST /ngsi-ld/v1/subscriptions``: 201 with ``Location: /ngsi-ld/v1/subscriptions/<id>`` (the id the
+  client chose, or one of ours); ``POST /v2/subscriptions`` likewise, always with an id of ours;
   ``GET``/``PATCH``/``DELETE`` of that path (404 ProblemDetails once gone); ``notify`` POSTs a
   Notification (``type``, ``subscriptionId``, ``notifiedAt``, ``data``) to the subscription's endpoint.
 """
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 SUBSCRIPTIONS = "/ngsi-ld/v1/subscriptions"
+V2_SUBSCRIPTIONS = "/v2/subscriptions"  # Orion chooses the id: 24 hex digits, in the Location header
 NOT_FOUND = {"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound", "title": "Subscription not found"}
 
 
@@ -57,7 +59,7 @@ class NgsiBroker:
                 url = urlsplit(self.path)
                 if url.path in ("/ngsi-ld/v1/entities", "/v2/entities"):
                     self._reply(200, *broker.page(url.path, parse_qs(url.query)))
-                elif url.path.startswith(SUBSCRIPTIONS + "/"):
+                elif url.path.startswith((SUBSCRIPTIONS + "/", V2_SUBSCRIPTIONS + "/")):
                     sub = broker.subscriptions.get(url.path.rsplit("/", 1)[1])
                     self._reply(200, sub) if sub is not None else self._reply(404, NOT_FOUND)
                 else:
@@ -65,13 +67,15 @@ class NgsiBroker:
 
             def do_POST(self) -> None:
                 body = json.loads(self._record() or b"{}")
-                if urlsplit(self.path).path != SUBSCRIPTIONS:
+                path = urlsplit(self.path).path
+                if path not in (SUBSCRIPTIONS, V2_SUBSCRIPTIONS):
                     self._reply(404, {"error": "NotFound"})
                     return
-                ident = body.get("id") or f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
+                ident = uuid.uuid4().hex[:24] if path == V2_SUBSCRIPTIONS else (
+                    body.get("id") or f"urn:ngsi-ld:Subscription:{uuid.uuid4()}")
                 with broker.lock:
                     broker.subscriptions[ident] = {**body, "id": ident}
-                self._reply(201, headers={"Location": f"{SUBSCRIPTIONS}/{ident}"})
+                self._reply(201, headers={"Location": f"{path}/{ident}"})
 
             def do_PATCH(self) -> None:
                 body = json.loads(self._record() or b"{}")
