@@ -66,6 +66,10 @@ class Metrics:
                                   "Unix time of the last successful fetch", ["source"], registry=r)
         self.source_up = Gauge("gateway_source_up", "1 while the source is online", ["source"], registry=r)
         self.entities = Gauge("gateway_entities", "Entities published per source", ["source"], registry=r)
+        self.notifications = Counter("gateway_notifications_total",
+                                     "Platform notifications on /notify/<source>: accepted, or refused as foreign "
+                                     "(another subscription id), malformed or standby", ["source", "outcome"],
+                                     registry=r)
 
     def prepare(self, sources: Iterable[SourceSpec]) -> None:
         """Create the label sets that are otherwise created lazily, at the first error of each kind.

@@ -30,6 +30,7 @@ from gateway.catalog import Catalog, SourceSpec
 from gateway.errors import ParseError, SourceError
 from gateway.fetch import clean, make_session
 from gateway.http import PostRoute
+from gateway.metrics import Metrics
 from gateway.payloads import encode_json
 from gateway.pipeline import Collected, parse
 from gateway.publisher import Publisher
@@ -52,6 +53,7 @@ class Host(Protocol):
     sources: dict[str, SourceState]
     store: Store
     publisher: Publisher
+    metrics: Metrics
 
 
 @dataclass(slots=True)
@@ -216,21 +218,28 @@ class Notifier:
         if sub is None:
             return 404, JSON, encode_json({"error": "no subscribing source of this name"})
         if loop is None:
+            self._count(sub, "standby")
             return 503, JSON, encode_json({"error": "this gateway does not publish now (standby)"})
         try:
             ident, entities = sub.kind.notified(body)
         except ParseError as exc:
+            self._count(sub, "malformed")
             return 400, JSON, encode_json({"error": clean(str(exc))})
         with self._lock:
             if sub.id is None or ident != sub.id:
                 log.info("%s: refused a notification for subscription %s", sub.spec.key, clean(ident, 80))
+                self._count(sub, "foreign")
                 return 403, JSON, encode_json({"error": "not a subscription of this gateway"})
             merged = sub.kind.merge(sub.last_body, entities)
             sub.last_body = merged
             sub.notifications += 1
             sub.last_notified = time.monotonic()
+        self._count(sub, "accepted")
         loop.call_soon_threadsafe(self._publish, sub.spec, merged)
         return 200, JSON, encode_json({"accepted": len(entities)})
+
+    def _count(self, sub: Subscribed, outcome: str) -> None:
+        self._host.metrics.notifications.labels(source=sub.spec.key, outcome=outcome).inc()
 
     def _publish(self, spec: SourceSpec, body: bytes) -> None:
         """On the event loop: the notified entities' readings, checked, stored and published like a fetch's."""

@@ -16,6 +16,7 @@ from adapters import ADAPTERS
 from gateway import catalog
 from gateway.config import loads
 from gateway.http import HttpServer
+from gateway.metrics import Metrics
 from gateway.notify import Notifier
 from tests.helpers import ROOT
 from tests.ngsi_broker import NgsiBroker
@@ -37,6 +38,7 @@ class Host:
     sources: dict[str, Any] = field(default_factory=dict)
     store: Any = None
     publisher: Any = None
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def host_for(base_url: str, **options: Any) -> Host:
@@ -124,7 +126,8 @@ def test_an_unreachable_platform_means_polling_only_and_a_later_retry(ngsi: Ngsi
 def test_the_route_takes_only_our_subscription_and_only_while_serving(ngsi: NgsiBroker):
     loop = asyncio.new_event_loop()
     serving: list[asyncio.AbstractEventLoop | None] = [None]
-    notifier = Notifier(host_for(ngsi.url), lambda: serving[0], listening=True, clock=Clock(), start=False)
+    host = host_for(ngsi.url)
+    notifier = Notifier(host, lambda: serving[0], listening=True, clock=Clock(), start=False)
     notifier.check()
     (ident,) = ngsi.subscriptions
     http = HttpServer("127.0.0.1", 0, CollectorRegistry(), posts=notifier.routes, max_post=4096)
@@ -143,6 +146,10 @@ def test_the_route_takes_only_our_subscription_and_only_while_serving(ngsi: Ngsi
         answer = requests.post(url, json=doc, timeout=5)
         assert (answer.status_code, answer.json()) == (200, {"accepted": 1})
         assert notifier.subs["city_platform"].notifications == 1
+        counted = host.metrics.notifications
+        assert {o: counted.labels(source="city_platform", outcome=o)._value.get()
+                for o in ("accepted", "foreign", "malformed", "standby")} == {
+            "accepted": 1, "foreign": 1, "malformed": 1, "standby": 1}
     finally:
         http.stop()
         loop.close()
