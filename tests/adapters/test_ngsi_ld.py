@@ -264,3 +264,18 @@ def test_more_pages_than_allowed_is_an_error_not_a_silent_cut(broker: NgsiBroker
         collect(spec_for(broker.url), make_session(), None, None, NOW)
     assert info.value.kind == "too_large"
     assert len(broker.entity_requests()) == ngsi_ld.ADAPTER.paging.max_pages  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"token_env": "CITY_PLATFORM_TOKEN_14"}, "options.token_env: environment variable CITY_PLATFORM_TOKEN_14"),
+    ({"subscribe": True}, "options: subscribe needs notify_url"),
+    ({"entity_type": "Streetlight"}, "options: entity_type 'Streetlight' has no Smart Data Model mapping"),
+])
+def test_bad_options_are_one_line_config_errors(options: dict[str, Any], message: str):
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        spec_for("http://broker.example", **options)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert "topics.yaml" in str(info.value)
