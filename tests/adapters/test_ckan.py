@@ -144,3 +144,16 @@ def test_package_show_then_the_csv_then_not_modified(upstream: FixtureServer):
     assert again.readings is None
     assert len(upstream.requests) == 3
     assert upstream.requests[2][1]["If-None-Match"] == '"v1"'
+
+
+def test_an_image_instead_of_the_csv_is_refused(upstream: FixtureServer):
+    from gateway.errors import FetchError
+
+    lookup = (FIXTURES / "ckan" / "lookup.json").read_bytes().replace(b"https://ckan.example.org",
+                                                                       upstream.url.encode())
+    upstream.serve("/api/3/action/package_show", lookup, headers={"Content-Type": "application/json"})
+    upstream.serve("/dataset/3f1c2b8e/resource/7c41/download/bevoelkerung_gemeinden.csv", b"\x89PNG\r\n",
+                   headers={"Content-Type": "image/png"})
+    with pytest.raises(FetchError) as info:
+        collect(spec_for(upstream.url), make_session(), None, None, NOW)
+    assert info.value.kind == "content_type"

@@ -279,3 +279,9 @@ def test_bad_options_are_one_line_config_errors(options: dict[str, Any], message
     assert message in str(info.value)
     assert "\n" not in str(info.value)
     assert "topics.yaml" in str(info.value)
+
+
+def test_pages_larger_than_the_cap_together_are_an_error(broker: NgsiBroker):
+    with pytest.raises(ParseError) as info:  # each page of 100 is about 30 kB; three of them exceed 64 kB
+        collect(spec_for(broker.url), make_session(), None, None, NOW, max_bytes=64 * 1024)
+    assert info.value.kind == "too_large"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from gateway.config import loads
 from gateway.http import HttpServer
 from gateway.metrics import Metrics
 from gateway.notify import Notifier
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 from tests.ngsi_broker import NgsiBroker
 
 T0 = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
@@ -154,3 +155,19 @@ def test_the_route_takes_only_our_subscription_and_only_while_serving(ngsi: Ngsi
         http.stop()
         loop.close()
         notifier.close()
+
+
+def test_the_thread_subscribes_only_while_the_gateway_serves(ngsi: NgsiBroker):
+    serving: list[asyncio.AbstractEventLoop | None] = [None]
+    loop = asyncio.new_event_loop()
+    notifier = Notifier(host_for(ngsi.url, subscription_lifetime=4), lambda: serving[0], listening=True)
+    try:
+        time.sleep(1.5)
+        assert ngsi.subscriptions == {}  # a standby holds no subscription
+        serving[0] = loop
+        wait_until(lambda: ngsi.subscriptions, timeout=5)
+        serving[0] = None  # stepped down: the active gateway subscribes now
+        wait_until(lambda: not ngsi.subscriptions, timeout=5)
+    finally:
+        notifier.close()
+        loop.close()
