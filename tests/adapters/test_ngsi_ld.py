@@ -5,6 +5,7 @@ Fixtures: tests/fixtures/ngsi_ld/README.md says where each shape comes from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -285,3 +286,26 @@ def test_pages_larger_than_the_cap_together_are_an_error(broker: NgsiBroker):
     with pytest.raises(ParseError) as info:  # each page of 100 is about 30 kB; three of them exceed 64 kB
         collect(spec_for(broker.url), make_session(), None, None, NOW, max_bytes=64 * 1024)
     assert info.value.kind == "too_large"
+
+
+def test_hostile_notifications_give_readings_or_a_parse_error():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+                          lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+                          max_leaves=30)
+    entity = st.fixed_dictionaries({"id": st.sampled_from([SOEST, "urn:x"]), "type": st.just("WeatherObserved")},
+                                   optional={"temperature": values, "location": values, "dateObserved": values})
+    last = (FIXTURES / "ngsi_ld" / "normal.json").read_bytes()
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(entity | values, max_size=4), values)
+    def check(data: list[Any], noise: Any) -> None:
+        doc = json.dumps({"subscriptionId": "urn:s", "data": data, "x": noise}).encode()
+        _ident, entities = ngsi_ld.notified(doc)
+        merged = ngsi_ld.apply_notified(last, entities)
+        with contextlib.suppress(ParseError):
+            assert isinstance(ngsi_ld.parse(merged, OPTS, NOW), list)
+
+    check()
