@@ -66,8 +66,7 @@ class Subscribed:
     id: str | None = None  # as the platform knows it; None until created
     expires: datetime | None = None
     last_body: bytes | None = None  # the last polled (or notified) entities
-    notifications: int = 0
-    last_notified: float | None = None  # time.monotonic()
+    notifications: int = 0  # accepted since start
 
 
 class Notifier:
@@ -233,7 +232,6 @@ class Notifier:
             merged = sub.kind.merge(sub.last_body, entities)
             sub.last_body = merged
             sub.notifications += 1
-            sub.last_notified = time.monotonic()
         self._count(sub, "accepted")
         loop.call_soon_threadsafe(self._publish, sub.spec, merged)
         return 200, JSON, encode_json({"accepted": len(entities)})
