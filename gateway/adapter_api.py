@@ -2,11 +2,13 @@
 
 Adapters import this module only (plus the standard library and third-party parsers), so that loading one
 does not load the core's configuration, scheduler or Home Assistant tables; the core imports adapters, never
-the other way round. It imports gateway.records, gateway.errors, gateway.units and gateway.geo, all pure.
+the other way round. It imports gateway.records, gateway.errors, gateway.units, gateway.geo and
+gateway.csvtext, all pure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,21 +19,25 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from gateway.csvtext import number as csv_number
+from gateway.csvtext import read_table as read_csv
+from gateway.csvtext import select as csv_rows
 from gateway.errors import ParseError
 from gateway.geo import distance_m
 from gateway.records import Reading, Request, Station, Value
-from gateway.units import kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
+from gateway.units import UNIT_CODES, kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
 from gateway.zones import check_timezone
 
 __all__ = [
-    "ERROR_KEYS", "MAX_TEXT", "Adapter", "AdapterOptions", "FieldKey", "FieldTable", "Lookup", "NonBlank",
-    "ParseError", "Push", "Read", "Reading", "Request", "Station", "UpstreamMqtt", "Value", "as_dict", "as_list",
-    "aware_datetime", "check_field_key", "check_not_blank", "check_timezone", "clip", "converted", "day_key", "dig",
-    "distance_m", "error_kind", "expect_any", "finite_number", "flag", "geojson_position", "get", "identifier",
-    "integer", "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json",
-    "load_json_array", "load_json_object", "local_datetime", "member", "number", "odata_key", "offset_zone",
-    "one_of", "pa_to_hpa", "phase", "pick", "point", "position", "read_fields", "readings", "require", "series",
-    "station_at", "text", "uw_per_cm2_to_w_per_m2",
+    "ERROR_KEYS", "MAX_TEXT", "UNIT_CODES", "Adapter", "AdapterOptions", "Call", "FieldKey", "FieldTable", "Lookup",
+    "NonBlank", "Paging", "ParseError", "Push", "Read", "Reading", "Request", "Station", "Subscription",
+    "UpstreamMqtt", "Value", "as_dict", "as_list", "aware_datetime", "check_field_key", "check_not_blank",
+    "check_timezone", "clip", "converted", "csv_number", "csv_rows", "day_key", "dig", "distance_m", "error_kind",
+    "expect_any", "finite_number", "flag", "from_unit_code", "geojson_position", "get", "identifier", "integer",
+    "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
+    "load_json_object", "local_datetime", "member", "number", "odata_key", "offset_zone", "one_of", "pa_to_hpa",
+    "phase", "pick", "point", "position", "read_csv", "read_fields", "readings", "require", "series", "station_at",
+    "text", "utc_datetime", "uw_per_cm2_to_w_per_m2",
 ]
 
 T = TypeVar("T")
@@ -138,6 +144,49 @@ class Push:
 
 
 @dataclass(frozen=True)
+class Paging:
+    """For APIs that page a query (NGSI-LD's and NGSI-v2's ``limit``/``offset``).
+
+    ``next(options, request, body, headers)`` is the request for the page after the one ``request``
+    fetched (``headers`` lower-case), or None after the last; ``merge(bodies)`` joins the pages into the one
+    body ``parse`` reads. More than ``max_pages`` pages is an error (``too_large``), not a silent cut.
+    """
+
+    next: Callable[[Any, Request, bytes, Mapping[str, str]], Request | None]
+    merge: Callable[[Sequence[bytes]], bytes]
+    max_pages: int = 20
+
+
+@dataclass(frozen=True)
+class Call:
+    """An HTTP request other than a GET (a subscription's create, renew, delete), for gateway.notify to make."""
+
+    method: str
+    url: str
+    json: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """For platforms that push changes (NGSI-LD and NGSI-v2 subscriptions); gateway.notify runs the lifecycle.
+
+    ``notify_url(options)``: the gateway's HTTP address as the platform reaches it, or None (no subscription).
+    ``call(options, base_url, action, id, endpoint, expires)``: the request for ``action`` ("create", "status",
+    "renew", "delete") of subscription ``id`` notifying ``endpoint`` until ``expires``.
+    ``notified(body)``: (subscription id, entities) of a notification, or ParseError.
+    ``merge(last_body, entities)``: the last polled body with the notified entities applied; what ``parse`` reads.
+    ``lifetime(options)``: seconds a subscription is created or renewed for.
+    """
+
+    notify_url: Callable[[Any], str | None]
+    call: Callable[[Any, str, str, str, str, datetime], Call]
+    notified: Callable[[bytes], tuple[str, list[Any]]]
+    merge: Callable[[bytes | None, list[Any]], bytes]
+    lifetime: Callable[[Any], float]
+
+
+@dataclass(frozen=True)
 class Adapter:
     """A data source kind. ``request`` returns None for sources computed without a network.
 
@@ -146,6 +195,8 @@ class Adapter:
         dynamic_fields: for adapters whose fields come from their options (e.g. SensorThings
             datastream aliases); overrides ``fields`` when set.
         lookup: an optional one-off request that completes the options before the first fetch.
+        paging: for queries answered in pages; the core fetches them all and ``parse`` reads them merged.
+        subscription: for platforms that notify changes; gateway.notify subscribes and applies notifications.
         reevaluate: parse the last body again on every tick, for values that change with time
             alone (a warning that expires, "pickup tomorrow" after midnight).
         push: for upstreams that also push new values over MQTT (see ``Push``).
@@ -166,6 +217,10 @@ class Adapter:
     lookup: Lookup | None = None
     reevaluate: bool = False
     push: Push | None = None
+
+
+    paging: Paging | None = None
+    subscription: Subscription | None = None
 
     def fields_for(self, options: AdapterOptions) -> frozenset[str]:
         return self.dynamic_fields(options) if self.dynamic_fields is not None else self.fields
@@ -349,6 +404,13 @@ def converted(convert: Callable[[float], float], read: Callable[[object], float 
     return read_converted
 
 
+def from_unit_code(amount: float, code: str, unit: str) -> float | None:
+    """``amount``, given in the UN/CEFACT unit ``code`` (NGSI-LD's ``unitCode``), in our ``unit``; None when the
+    code is unknown or measures something else."""
+    convert = UNIT_CODES.get(code, {}).get(unit)
+    return finite_number(convert(amount)) if convert is not None else None
+
+
 def one_of(allowed: Iterable[str]) -> Read:
     """A field-table reader for enums: the text if it is one of ``allowed`` (the options Home Assistant was
     told about), else None."""
@@ -418,6 +480,15 @@ def aware_datetime(value: object) -> datetime | None:
     except ValueError:
         return None
     return stamp if stamp is not None and stamp.tzinfo is not None else None
+
+
+def utc_datetime(value: object) -> datetime | None:
+    """ISO 8601 text, in UTC when it has no offset (CKAN's ``last_modified``); None for other text and types."""
+    try:
+        stamp = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
+        return stamp.replace(tzinfo=stamp.tzinfo or UTC).astimezone(UTC) if stamp is not None else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def offset_zone(seconds: object) -> tzinfo | None:

@@ -29,6 +29,7 @@ from gateway.http import HttpServer, Route
 from gateway.memory import limit_malloc_arenas, prestart_threads, release_startup_memory, trim_heap
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
+from gateway.notify import Notifier
 from gateway.outbox import TopicClass
 from gateway.owned import OWNED_FILE, OwnedTopics
 from gateway.payloads import encode_json
@@ -86,9 +87,10 @@ class Gateway:
         self.expiry = Expiry(self.link, self.store, self.metrics, mqtt.message_expiry, lambda: bool(self.scheduler))
         self.publisher = Publisher(self.link, self.metrics, self.expiry)
         self.refresh = RefreshButton(catalog.sources, self.sources, self._run_now)
+        self.notifier = Notifier(self, lambda: self._loop if self.scheduler else None, http_port is not None)
         # Bound here, so a taken port is a start-up error and not a crash inside the event loop.
-        self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes()) \
-            if http_port is not None else None
+        self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes(),
+                               posts=self.notifier.routes) if http_port is not None else None
         self.saved = SavedValues(catalog, self.store, self.link, self.publisher, data_dir)
         self.announcer = Announcer(catalog, self.link,
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
@@ -263,7 +265,7 @@ class Gateway:
         except Exception as exc:
             outcome = runs.settle_error(spec, state, exc)
         else:
-            result = self.push.polled(key, result, fetched_at)  # it names push topics; newer pushed values stay
+            result = self.push.polled(key, self.notifier.polled(key, result), fetched_at)  # newer pushed values stay
             outcome = runs.settle(spec, state, self.store, result, fetched_at, time.monotonic())
         finally:
             self.metrics.fetch_duration.labels(source=key).observe(time.perf_counter() - started)
@@ -286,17 +288,24 @@ class Gateway:
             await self._loop.run_in_executor(self._executor, self.saved.file.save, self.saved.doc())
         for key, spec in self.catalog.sources.items():
             try:
-                self._reevaluate(spec, self.sources[key], now, mono)
+                self._dirty |= reevaluate(spec, self.sources[key], self.store, self.publisher, now, mono)
             except Exception:  # one broken adapter must not stop the tick for the others
                 log.exception("%s: re-evaluation failed", key)
 
-    def _reevaluate(self, spec: SourceSpec, state: SourceState, now: datetime, mono: float) -> None:
-        if state.body is not None and state.last_success is not None:
-            values = runs.reevaluate(spec, state, self.store, now, mono)
-            if values is not None:
-                self._dirty |= self.publisher.publish(spec, runs.Outcome(spec.key, values=values))
-        # Also before the first fetch: values restored from the data directory may be stale.
-        if state.online is not False and self.store.newest_observed(spec) is not None:
-            online = runs.status_change(spec, state, self.store, now)
-            if online is not None:
-                self.publisher.set_available(spec, online)
+
+def reevaluate(spec: SourceSpec, state: SourceState, store: Store, publisher: Publisher, now: datetime,
+               mono: float) -> bool:
+    """A tick's work for one source: time-dependent values parsed again, availability by data age.
+
+    True if values changed (the state file is then due)."""
+    dirty = False
+    if state.body is not None and state.last_success is not None:
+        values = runs.reevaluate(spec, state, store, now, mono)
+        if values is not None:
+            dirty = publisher.publish(spec, runs.Outcome(spec.key, values=values))
+    # Also before the first fetch: values restored from the data directory may be stale.
+    if state.online is not False and store.newest_observed(spec) is not None:
+        online = runs.status_change(spec, state, store, now)
+        if online is not None:
+            publisher.set_available(spec, online)
+    return dirty

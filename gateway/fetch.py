@@ -17,7 +17,8 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ USER_AGENT = f"soest-mqtt-gateway/{__version__} (+{PROJECT_URL})"
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 CHUNK = 8 * 1024  # small, so the deadline is checked often even on a fast drip
 JSON_TYPES = ("json", "text/plain", "application/octet-stream")
+BINARY_TYPES = ("image/", "audio/", "video/", "font/")
 MAX_DETAIL = 160
 MAX_VALIDATOR = 256  # an ETag or Last-Modified longer than this is not worth sending back
 MAX_RETRY_AFTER = 6 * 3600.0
@@ -57,6 +59,8 @@ class Response:
     status: int
     body: bytes | None  # None means 304 Not Modified
     validators: Validators
+    # Lower-case names; for APIs that say how many results a paged query has (NGSILD-Results-Count).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class HostPolicy:
@@ -357,11 +361,14 @@ def _read_response(resp: requests.Response, request: Request, validators: Valida
     ctype = clean(resp.headers.get("Content-Type", ""), 60).lower()
     if "html" in ctype and "html" not in request.accept:
         raise FetchError(url, "html_page", "got an HTML page (maintenance or error page?)")
+    if ctype.startswith(BINARY_TYPES):  # nothing an adapter reads is an image or a sound, whatever it asked for
+        raise FetchError(url, "content_type", f"expected text, got Content-Type {ctype!r}")
     if "json" in request.accept and ctype and not any(t in ctype for t in JSON_TYPES):
         raise FetchError(url, "content_type", f"expected JSON, got Content-Type {ctype!r}")
     body = _read_capped(resp, url, max_bytes, deadline)
     return Response(url, resp.status_code, body,
-                    Validators(_validator(resp.headers.get("ETag")), _validator(resp.headers.get("Last-Modified"))))
+                    Validators(_validator(resp.headers.get("ETag")), _validator(resp.headers.get("Last-Modified"))),
+                    {k.lower(): clean(v, MAX_DETAIL) for k, v in resp.headers.items()})
 
 
 def _read_capped(resp: requests.Response, url: str, max_bytes: int, deadline: float) -> bytes:

@@ -21,11 +21,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 log = logging.getLogger(__name__)
 
 Route = Callable[[], tuple[int, str, bytes]]
+PostRoute = Callable[[str, bytes], tuple[int, str, bytes]]
+"""A POST route (by path prefix, e.g. "/notify/"): the full path and the body, already size-checked."""
 
 IDLE_TIMEOUT = 10.0  # seconds a connection may stay silent, before and during its request
 MAX_CONNECTIONS = 32  # open at once, waiting or being answered
 WORKERS = 4  # threads answering requests; a route waits at most 5 s for the event loop
 POLL = 0.25  # seconds between sweeps for idle connections and the stop flag
+MAX_POST = 1024 * 1024  # bytes a POST body may have; more is refused unread (413)
+TEXT = "text/plain; charset=utf-8"
 
 
 class _Listener(HTTPServer):
@@ -38,7 +42,8 @@ class HttpServer:
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
                  routes: dict[str, Route] | None = None, *, idle_timeout: float = IDLE_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS, posts: dict[str, PostRoute] | None = None,
+                 max_post: int = MAX_POST) -> None:
         table: dict[str, Route] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
             "/healthz": lambda: (200, "text/plain; charset=utf-8", b"ok\n"),
@@ -54,6 +59,23 @@ class HttpServer:
                     status, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
                 else:
                     status, ctype, body = route()
+                self._answer(status, ctype, body)
+
+            def do_POST(self) -> None:
+                path = self.path.split("?", 1)[0]
+                route = next((r for prefix, r in (posts or {}).items() if path.startswith(prefix)), None)
+                length = self.headers.get("Content-Length", "")
+                self.close_connection = True  # a refused body is left unread: the connection cannot be reused
+                if route is None:
+                    self._answer(404, TEXT, b"not found\n")
+                elif not length.isdigit() or len(length) > 12:
+                    self._answer(411, TEXT, b"Content-Length required\n")
+                elif int(length) > max_post:
+                    self._answer(413, TEXT, f"body larger than {max_post} bytes\n".encode())
+                else:
+                    self._answer(*route(path, self.rfile.read(int(length))))
+
+            def _answer(self, status: int, ctype: str, body: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

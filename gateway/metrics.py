@@ -21,7 +21,7 @@ FETCH_OUTCOMES = ("ok", "not_modified", "error")
 FETCH_ERROR_KINDS = (
     "http_4xx", "http_5xx", "http_429", "timeout", "reset", "connection", "http", "too_large",
     "html_page", "content_type", "rate_limited", "redirect", "cancelled", "bad_encoding",
-    "parse", "source", "not_json", "bad_json", "bad_schema", "not_found", "not_ics", "upstream_error",
+    "parse", "source", "not_json", "bad_json", "bad_schema", "not_found", "not_ics", "not_csv", "upstream_error",
     "internal",
 )
 CLEAR_REASONS = ("expired", "removed")
@@ -76,6 +76,10 @@ class Metrics:
                                   "Unix time of the last successful fetch", ["source"], registry=r)
         self.source_up = Gauge("gateway_source_up", "1 while the source is online", ["source"], registry=r)
         self.entities = Gauge("gateway_entities", "Entities published per source", ["source"], registry=r)
+        self.notifications = Counter("gateway_notifications_total",
+                                     "Platform notifications on /notify/<source>: accepted, or refused as foreign "
+                                     "(another subscription id), malformed or standby", ["source", "outcome"],
+                                     registry=r)
 
     def prepare(self, sources: Iterable[SourceSpec]) -> None:
         """Create the label sets that are otherwise created lazily, at the first error of each kind.

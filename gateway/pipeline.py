@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import requests
 
-from gateway.adapter_api import Adapter, AdapterOptions, Lookup
+from gateway.adapter_api import Adapter, AdapterOptions, Lookup, Paging
 from gateway.catalog import SourceSpec
 from gateway.errors import ParseError
-from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, clean, fetch
-from gateway.records import Reading
+from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Response, Validators, clean, fetch
+from gateway.records import Reading, Request
 
 # What an adapter raises when a body has the right shape but unexpected types in it (an object
 # where a string was expected, a list for a dict, a number too large for a float).
@@ -52,8 +53,29 @@ def collect(spec: SourceSpec, session: requests.Session, options: AdapterOptions
     response = fetch(session, request, timeout=timeout, validators=validators, max_bytes=max_bytes, policy=policy)
     if response.body is None:
         return Collected(response.url, None, None, opts, validators or Validators())
-    readings = parse(adapter, response.body, opts, now)
-    return Collected(response.url, readings, response.body, opts, response.validators)
+    body = response.body
+    if adapter.paging is not None:
+        fetch_page = partial(fetch, session, timeout=timeout, max_bytes=max_bytes, policy=policy)
+        body = all_pages(adapter.paging, opts, request, response, fetch_page, max_bytes)
+    readings = parse(adapter, body, opts, now)
+    return Collected(response.url, readings, body, opts, response.validators)
+
+
+def all_pages(paging: Paging, opts: AdapterOptions, request: Request, first: Response,
+              fetch_page: Callable[[Request], Response], max_bytes: int) -> bytes:
+    """The first page and every further one ``paging.next`` asks for, merged; at most ``max_bytes`` in all."""
+    bodies = [first.body or b""]
+    response = first
+    with _classified():
+        while (page := paging.next(opts, request, bodies[-1], response.headers)) is not None:
+            if len(bodies) == paging.max_pages:
+                raise ParseError(f"more than {paging.max_pages} pages; narrow the query", kind="too_large")
+            response = fetch_page(page)
+            bodies.append(response.body or b"")
+            request = page
+            if sum(map(len, bodies)) > max_bytes:
+                raise ParseError(f"the pages exceed the {max_bytes}-byte cap together", kind="too_large")
+        return paging.merge(bodies)
 
 
 @contextmanager

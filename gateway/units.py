@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
 TEN_MINUTES_S = 600.0
 
 
@@ -17,3 +20,45 @@ def uw_per_cm2_to_w_per_m2(intensity: float) -> float:
 
 def pa_to_hpa(pressure: float) -> float:
     return pressure / 100.0
+
+
+def _same(value: float) -> float:
+    return value
+
+
+def _scaled(factor: float) -> Callable[[float], float]:
+    return lambda value: value * factor
+
+
+# UN/CEFACT Recommendation 20 common codes, the ``unitCode`` of NGSI-LD properties and of the FIWARE Smart
+# Data Models -> {a unit of ours: how a value in that code becomes a value in it}. A code converts only into
+# the units listed: anything else is a different quantity, and the reading is refused rather than guessed.
+UNIT_CODES: Mapping[str, Mapping[str, Callable[[float], float]]] = MappingProxyType({
+    "CEL": {"°C": _same},
+    "FAH": {"°C": lambda f: (f - 32.0) * 5.0 / 9.0},
+    "KEL": {"°C": lambda k: k - 273.15},
+    "P1": {"%": _same},
+    # "one": a ratio 0..1, as the Smart Data Models write relativeHumidity and occupancy without a unitCode
+    "C62": {"%": _scaled(100.0)},
+    "GQ": {"µg/m³": _same},  # microgram per cubic metre
+    "GP": {"µg/m³": _scaled(1000.0)},  # milligram per cubic metre
+    "A97": {"hPa": _same},
+    "MBR": {"hPa": _same},
+    "PAL": {"hPa": _scaled(0.01)},
+    "KPA": {"hPa": _scaled(10.0)},
+    "MTS": {"km/h": _scaled(3.6), "m/s": _same},  # metre per second
+    "KMH": {"km/h": _same, "m/s": _scaled(1 / 3.6)},
+    "DD": {"°": _same},
+    "MMT": {"mm": _same},
+    "CMT": {"mm": _scaled(10.0), "cm": _same},
+    "MTR": {"mm": _scaled(1000.0), "cm": _scaled(100.0), "m": _same},
+    # decibel; the A-weighting of LAeq/LAmax is in the attribute's name, not in the unit
+    "2N": {"dB": _same, "dBA": _same},
+    "LUX": {"lx": _same},
+    "D54": {"W/m²": _same},
+    "D10": {"µS/cm": _scaled(10_000.0)},  # siemens per metre, the Smart Data Models' unit for conductivity
+    "G42": {"µS/cm": _same},
+    "H61": {"µS/cm": _scaled(1000.0)},  # millisiemens per centimetre
+    "M1": {"mg/L": _same},  # milligram per litre
+    "GL": {"mg/L": _scaled(1000.0)},
+})

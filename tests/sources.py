@@ -20,7 +20,7 @@ from gateway.config import loads
 from gateway.payloads import encode_value
 from tests.helpers import FIXTURES, ROOT, FixtureServer
 
-CONTENT_TYPES = {".json": "application/json", ".ics": "text/calendar; charset=utf-8"}
+CONTENT_TYPES = {".json": "application/json", ".ics": "text/calendar; charset=utf-8", ".csv": "text/csv"}
 ZONE = ZoneInfo("Europe/Berlin")
 # Fixtures are dated; the gateway judges them by the real clock. Each body is moved to the real
 # clock at the moment it is fetched (serve() hands the server a callable), so the gateway always
@@ -53,6 +53,8 @@ SHIFTED: dict[str, tuple[datetime, re.Pattern[bytes]]] = {
     "nina": (datetime(2026, 6, 21, 14, 41, tzinfo=UTC), ISO_AWARE),
     # current.time is 14:30 local at utc_offset_seconds 7200, i.e. 12:30 UTC.
     "open_meteo": (datetime(2026, 6, 21, 12, 30, tzinfo=UTC), LOCAL_MINUTES),
+    # The weather station's observations at 07:00 UTC become "now".
+    "ngsi_ld": (datetime(2026, 11, 30, 7, 0, tzinfo=UTC), ISO_AWARE),
 }
 # The waste calendar counts days from today: its dates move by (today - this Monday), the day
 # before an organic-waste pickup. The file has no RRULE (only its VTIMEZONE has, and that is left
@@ -112,14 +114,21 @@ class SourceFixture:
         adapter = spec.adapter
         if self.lookup is not None and adapter.lookup is not None:
             request = adapter.lookup.request(opts, base_url)
-            server.serve(urlsplit(request.url).path, self.lookup.read_bytes(),
+            looked_up = self.looked_up(base_url)
+            server.serve(urlsplit(request.url).path, looked_up,
                          headers={"Content-Type": CONTENT_TYPES[self.lookup.suffix]})
-            opts = opts.model_copy(update=adapter.lookup.parse(self.lookup.read_bytes(), opts))
+            opts = opts.model_copy(update=adapter.lookup.parse(looked_up, opts))
         request = adapter.request(opts, base_url)
         assert request is not None
         path = urlsplit(request.url).path
         assert path.startswith(prefix)
         server.serve(path, self.body, headers={"Content-Type": CONTENT_TYPES[self.normal.suffix]})
+
+    def looked_up(self, base_url: str) -> bytes:
+        """The lookup fixture, with the URLs it hands on (a CKAN resource's download) on the fixture server too."""
+        assert self.lookup is not None
+        original = source_spec(self.key).config.base_url.rstrip("/").encode()
+        return self.lookup.read_bytes().replace(original, base_url.rstrip("/").encode())
 
     def body(self) -> bytes:
         """The normal fixture as it reads now (moved to the real clock)."""
@@ -130,7 +139,7 @@ class SourceFixture:
         spec = source_spec(self.key)
         opts = spec.options
         if self.lookup is not None and spec.adapter.lookup is not None:
-            opts = opts.model_copy(update=spec.adapter.lookup.parse(self.lookup.read_bytes(), opts))
+            opts = opts.model_copy(update=spec.adapter.lookup.parse(self.looked_up(base_url), opts))
         request = spec.adapter.request(opts, base_url)
         assert request is not None
         server.serve(urlsplit(request.url).path, **reply)

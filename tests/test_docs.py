@@ -28,3 +28,20 @@ def test_example_adapter_works():
     readings = adapter.parse(body, opts, datetime(2026, 6, 21, 12, 0, tzinfo=UTC))
     assert all(isinstance(r, Reading) for r in readings)
     assert {r.field: r.value for r in readings} == {"uv_today": 7, "uv_tomorrow": 6, "risk_today": "high"}
+
+
+def test_city_platform_examples_are_valid_sources():
+    import yaml
+
+    from adapters import ADAPTERS
+    from gateway import catalog
+    from gateway.config import loads
+
+    data = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "city-platform.md").read_text(), re.S)
+    for block in blocks:
+        data["sources"].update(yaml.safe_load(block))
+    cat = catalog.build(loads(yaml.safe_dump(data, allow_unicode=True), ROOT / "topics.yaml"), ADAPTERS)
+    assert {e.key for e in cat.sources["city_platform"].entities} == {"pm10", "pm25", "nitrogen_dioxide",
+                                                                       "sulphur_dioxide"}
+    assert {e.key for e in cat.sources["district_statistics"].entities} == {"population", "households"}

@@ -29,6 +29,15 @@ GARBAGE: dict[str, list[tuple[bytes, str]]] = {
     (b"[1, 2, null]", "bad_schema"),
     (b"[" * 100_000, "bad_json"),
     ],
+    "ckan": [
+    (b"<!DOCTYPE html><html><body>503 Service Unavailable</body></html>", "not_csv"),
+    (b"", "not_csv"),
+    (b"\r\n\r\n", "not_csv"),
+    (b'{"success": false, "error": {"__type": "Not Found Error"}}', "bad_schema"),
+    (b"Gebiet;Jahr\r\nSoest;2024\r\n", "bad_schema"),
+    (b'Gebiet;Einwohner;"Einwohner 65 und \xc3\xa4lter";Anteil 65+ in %;Haushalte\r\nWerl;1;2;3;4\r\n', "not_found"),
+    (b'Gebiet;Einwohner\r\n"Soest;1\r\n' + b"x" * 200_000, "not_csv"),  # an unclosed quote, a huge field
+    ],
     "dwd_alerts": [
     (b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "not_json"),
     (b'{"alerts": [', "bad_json"),
@@ -57,6 +66,17 @@ GARBAGE: dict[str, list[tuple[bytes, str]]] = {
     (b'{"forecast_day": "2026-06-21", "content": ["Kahler Asten"]}', "bad_schema"),
     (b'{"content": [{"city": "Kahler Asten", "forecast": {"today": 7}}]}', "bad_schema"),  # no date at all
     (b'{"forecast_day": "21.06.2026", "last_update": "heute", "content": []}', "bad_schema"),
+    ],
+    "ngsi_ld": [
+    (b"<html><head><title>502 Bad Gateway</title></head></html>", "not_json"),
+    (b'[{"id": "urn:ngsi-ld:WeatherObserved:x"', "bad_json"),
+    (b'{"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "title": "Bad request"}', "upstream_error"),
+    (b'{"error": "BadRequest", "description": "service not found"}', "upstream_error"),
+    (b'{"entities": []}', "bad_schema"),
+    (b"[1, 2]", "bad_schema"),
+    (b"[]", "not_found"),
+    (b'[{"id": 17, "type": "WeatherObserved"}]', "not_found"),
+    (b'{"subscriptionId": "urn:x", "data": []}', "not_found"),
     ],
     "nina": [
     (b"<html><head><title>404 Not Found</title></head></html>", "not_json"),

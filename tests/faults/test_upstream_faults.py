@@ -57,7 +57,7 @@ EXPECTED_KINDS = {
     "timeout": {"timeout"},
     "reset": {"reset", "connection"},
     "html": {"html_page"},
-    "truncated": {"bad_json", "bad_schema", "not_ics"},
+    "truncated": {"bad_json", "bad_schema", "not_ics", "not_csv"},
     "renamed": {"bad_schema", "not_ics"},
     "too_large": {"too_large"},
     "content_type": {"content_type"},

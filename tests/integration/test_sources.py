@@ -176,6 +176,26 @@ FIXED: dict[str, dict[str, str | Midnight]] = {
         "soest/pegelonline/trend": "steady",
         "soest/pegelonline/state": "unknown",
     },
+    # ngsi_ld/normal.json: of two WeatherObserved entities the Soest Rathaus station is the nearest;
+    # its default temperature instance 3.3 CEL (not the roof's 38.3 FAH), relativeHumidity 0.54 without
+    # a unitCode (the model's ratio) = 54 %, windSpeed 2 MTS (m/s) = 7.2 km/h, pressure 1013.2 A97 (hPa).
+    "city_platform": {
+        "soest/city_platform/temperature": "3.3",
+        "soest/city_platform/humidity": "54",
+        "soest/city_platform/pressure": "1013.2",
+        "soest/city_platform/wind_speed": "7.2",
+        "soest/city_platform/wind_direction": "135",
+        "soest/city_platform/precipitation": "0",
+        "soest/city_platform/illuminance": "1000",
+    },
+    # ckan/lookup.json names the CSV resource; ckan/normal.csv's last "Soest" row (2024): "48.276"
+    # with a German thousands dot, "22,2" with a decimal comma.
+    "district_statistics": {
+        "soest/district_statistics/population": "48276",
+        "soest/district_statistics/population_65": "10702",
+        "soest/district_statistics/share_65": "22.2",
+        "soest/district_statistics/households": "24010",
+    },
 }
 
 
