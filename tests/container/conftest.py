@@ -36,11 +36,6 @@ RUN_FLAGS = ("--network", "host", "--ulimit", "nofile=4096:4096", "--ulimit", "n
 ONESHOT_FLAGS = (*RUN_FLAGS[:-2], "--no-healthcheck")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "container: builds the container images and runs them with podman "
-                                       "(select with -m container, skip with -m 'not container')")
-
-
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"container tests cannot run: {reason}")
