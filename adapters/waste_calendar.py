@@ -30,6 +30,7 @@ HORIZON = timedelta(days=731)   # recurrences are expanded this far ahead of tod
 # a hostile RRULE (DAILY since year 1) cannot stall us.
 PERIOD_BUDGET = 100_000
 DAY = timedelta(days=1)
+COUNT = re.compile(r"(?:^|;)COUNT=([^;]*)", re.I)
 
 TypeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=40)]
 Needle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
@@ -93,6 +94,7 @@ def _calendar(body: bytes) -> icalendar.Calendar:
     except ValueError as exc:
         raise api.ParseError(f"invalid iCalendar: {str(exc)[:120]}", kind="bad_schema") from None
     for event in cal.walk("VEVENT"):
+        _check_count(event)
         if _local_day(event, "DTSTART", ZoneInfo("UTC")) is None:
             cal.subcomponents.remove(event)  # no usable start: nothing to place on a day
         elif "RRULE" in event and not _usable_rule(event):
@@ -100,6 +102,18 @@ def _calendar(body: bytes) -> icalendar.Calendar:
         elif "RRULE" in event:
             _spell_out_plain_weekdays(event["RRULE"])
     return cal
+
+
+def _check_count(event: icalendar.Event) -> None:
+    """COUNT is a positive integer (RFC 5545 §3.3.10). A rule with COUNT=-3 cannot mean anything a calendar app
+    would show: taken literally it silently loses every pickup of the series, so the feed is refused instead."""
+    rule = event.get("RRULE")
+    raw = rule.to_ical().decode() if isinstance(rule, icalendar.vRecur) else str(rule or "")
+    count = COUNT.search(raw)
+    if count and not (count[1].isdigit() and int(count[1]) >= 1):
+        summary = api.clip(str(event.get("SUMMARY", "")), 40)
+        raise api.ParseError(f"RRULE COUNT={api.clip(count[1], 20)} of {summary!r} is not a positive integer",
+                             kind="bad_schema")
 
 
 def _spell_out_plain_weekdays(rule: icalendar.vRecur) -> None:
