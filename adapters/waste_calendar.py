@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import icalendar
 import recurring_ical_events
@@ -31,6 +32,9 @@ HORIZON = timedelta(days=731)   # recurrences are expanded this far ahead of tod
 PERIOD_BUDGET = 100_000
 DAY = timedelta(days=1)
 COUNT = re.compile(r"(?:^|;)COUNT=([^;]*)", re.I)
+VTIMEZONE = re.compile(r"^BEGIN:VTIMEZONE\r?$.*?^END:VTIMEZONE\r?$", re.I | re.M | re.S)
+VTIMEZONE_ID = re.compile(r"^TZID:(.+?)\r?$", re.I | re.M)
+IANA = frozenset(available_timezones())
 
 TypeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=40)]
 Needle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
@@ -83,7 +87,7 @@ def _calendar(body: bytes) -> icalendar.Calendar:
     if body.lstrip()[:1] == b"<":
         raise api.ParseError("got HTML instead of iCalendar", kind="not_ics")
     # Unfold before decoding: RFC 5545 §3.1 folds at octets, possibly inside a UTF-8 sequence.
-    text = re.sub(rb"\r?\n[ \t]", b"", body).decode("utf-8-sig", errors="replace")
+    text = _own_zones(re.sub(rb"\r?\n[ \t]", b"", body).decode("utf-8-sig", errors="replace"))
     lines = text.splitlines()
     head = next((line for line in lines if line.strip()), "")
     if head.strip().upper() != "BEGIN:VCALENDAR":
@@ -102,6 +106,26 @@ def _calendar(body: bytes) -> icalendar.Calendar:
         elif "RRULE" in event:
             _spell_out_plain_weekdays(event["RRULE"])
     return cal
+
+
+def _own_zones(text: str) -> str:
+    """The calendar with each VTIMEZONE of a non-IANA TZID renamed after its content.
+
+    icalendar keeps the first VTIMEZONE it parses for a TZID it does not know in a process-wide cache and uses it
+    for every later calendar with that TZID: a feed whose own "Amtszeit Soest" changes (or two feeds that define
+    it differently) would be read with the rules of the first one. A TZID named after its definition makes the
+    cache hold one entry per distinct definition, each always right.
+    """
+    for block in VTIMEZONE.findall(text):
+        found = VTIMEZONE_ID.search(block)
+        tzid = found[1].strip().strip('"') if found else ""
+        if not tzid or tzid in IANA or '"' in tzid:
+            continue
+        renamed = f"{tzid} {hashlib.sha1(block.encode(), usedforsecurity=False).hexdigest()[:12]}"
+        text = text.replace(block, block.replace(found[0], f"TZID:{renamed}", 1), 1)
+        reference = re.compile(rf';TZID="?{re.escape(tzid)}"?(?=[:;])', re.I)
+        text = reference.sub(lambda _, new=renamed: f';TZID="{new}"', text)
+    return text
 
 
 def _check_count(event: icalendar.Event) -> None:

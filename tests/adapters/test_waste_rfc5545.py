@@ -103,3 +103,17 @@ def test_own_vtimezone_with_summer_time_places_a_late_evening_event():
             "TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n")
     body = calendar("SUMMARY:Papier\nDTSTART;TZID=Amtszeit Soest:20270615T233000", head=zone)
     assert values(body)["paper_next"] == midnight(2027, 6, 15)
+
+
+def test_a_vtimezone_is_read_from_each_calendar_not_from_an_earlier_one():
+    # icalendar caches the first VTIMEZONE of an unknown TZID for the whole process; two calendars (or two
+    # fetches of one feed) that define "Stadtzeit" differently must each be read with their own definition.
+    def zone(offset: str) -> str:
+        return (f"BEGIN:VTIMEZONE\r\nTZID:Stadtzeit\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\n"
+                f"TZOFFSETFROM:{offset}\r\nTZOFFSETTO:{offset}\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n")
+    # 00:30 there: at +01:00 that is 00:30 CET on 3 Dec, at +03:00 22:30 CET on 2 Dec.
+    event = "SUMMARY:Papier\nDTSTART;TZID=Stadtzeit:20261203T003000"
+    assert values(calendar(event, head=zone("+0100")))["paper_next"] == midnight(2026, 12, 3)
+    assert values(calendar(event, head=zone("+0300")))["paper_next"] == midnight(2026, 12, 2)
+    assert values(calendar(event.replace("TZID=", 'TZID="').replace(":2026", '":2026', 1), head=zone("+0300"))
+                  )["paper_next"] == midnight(2026, 12, 2)  # a quoted TZID parameter
