@@ -14,7 +14,10 @@ from gateway import adapter_api as api
 DEFAULT_DATASTREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Lufttemperatur"}
 # One request: the first matching Thing, its Locations and each Datastream's newest Observation.
 EXPAND = "Locations,Datastreams($expand=Observations($orderby=phenomenonTime desc;$top=1))"
-ERROR_KEYS = {"code", "message", "error", "type"}
+# Why an alias has no value when its Datastream is absent. Servers page expanded Datastreams (FROST at its
+# defaultTop, 100; Hamburg's Urban Data Hub documents "Datastreams@iot.nextLink" in a Thing): one request sees the
+# first page only, so the note says when there were more.
+MISSING = ("no Datastream of this name", "no Datastream of this name on the first page (the server pages them)")
 
 
 class Options(api.AdapterOptions):
@@ -31,7 +34,7 @@ def request(opts: Options, base_url: str) -> api.Request:
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
-    things = api.member(data, "value", list, "the response", errors=ERROR_KEYS)
+    things = api.member(data, "value", list, "the response", errors={"code", "message", "error", "type"})
     if not things:
         raise api.ParseError(f"no Thing matches $filter {api.clip(opts.thing_filter, 80)}", kind="not_found")
     thing = things[0]
@@ -41,31 +44,37 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     by_name = {s["name"]: s for s in reversed(streams) if isinstance(s, dict) and isinstance(s.get("name"), str)}
     if not set(opts.datastreams.values()) & by_name.keys():
         raise api.ParseError("the Thing has none of the configured Datastreams", kind="not_found")
-    station = _station(thing, opts)
-    return [_reading(alias, name, by_name.get(name), now, station) for alias, name in opts.datastreams.items()]
+    station, missing = _station(thing, opts), MISSING[bool(thing.get("Datastreams@iot.nextLink"))]
+    return [_reading(alias, name, by_name.get(name), now, station, missing) for alias, name in opts.datastreams.items()]
 
 
-def _reading(alias: str, name: str, stream: dict[str, Any] | None, now: datetime, station: api.Station) -> api.Reading:
+def _reading(alias: str, name: str, stream: dict[str, Any] | None, now: datetime, station: api.Station,
+             missing: str) -> api.Reading:
     """The newest Observation of one Datastream; without a Datastream or Observation, None and a note why."""
     attributes: dict[str, Any] = {"datastream": api.clip(name, 200)}
     if stream is None:
-        return api.Reading(alias, None, now, station, {**attributes, "note": "no Datastream of this name"})
-    attributes["upstream_unit"] = api.clip(api.as_dict(stream.get("unitOfMeasurement")).get("symbol"), 40)
+        return api.Reading(alias, None, now, station, {**attributes, "note": missing})
+    symbol = attributes["upstream_unit"] = api.clip(api.dig(stream, "unitOfMeasurement", "symbol"), 40)
     attributes["datastream_id"] = api.identifier(stream.get("@iot.id"))
     latest = next(iter(api.as_list(stream.get("Observations"))), None)
     if not isinstance(latest, dict):
         return api.Reading(alias, None, now, station, {**attributes, "note": "no Observation yet"})
     end = latest.get("phenomenonTime")  # an instant, or an interval "start/end"
     observed_at = api.aware_datetime(end.rsplit("/", 1)[-1].strip()) if isinstance(end, str) else None
-    if observed_at is None:
-        attributes["note"] = "phenomenonTime missing or without UTC offset; fetch time used"
-    return api.Reading(alias, api.number(latest.get("result")), observed_at or now, station, attributes)
+    attributes |= {} if observed_at else {"note": "phenomenonTime missing or without UTC offset; fetch time used"}
+    # Trust unitOfMeasurement: a value goes out in our unit for its quantity (K as °C, klx as lx, m/s as km/h); a
+    # unit we do not know is refused with the reason, a Datastream without a symbol (a count, a state) passes.
+    raw = api.number(latest.get("result"))
+    value, attributes["unit"] = api.in_our_unit(raw, symbol) if symbol else (raw, None)
+    if symbol and attributes["unit"] is None:
+        attributes["refused"] = f"unit {symbol!r} is not one we know; the value is not published"
+    return api.Reading(alias, value, observed_at or now, station, attributes)
 
 
 def _station(thing: dict[str, Any], opts: Options) -> api.Station:
-    """The Thing, placed at its first Location (a GeoJSON Point, bare or inside a Feature)."""
-    locations = api.as_list(thing.get("Locations"))
-    where = api.geojson_position(api.dig(locations[0] if locations else None, "location"), api.number)
+    """The Thing, placed at its first Location: a GeoJSON Point, or the centroid of a Polygon or other shape (real
+    Things carry their building's or district's footprint), bare or inside a Feature."""
+    where = api.geojson_position(api.dig(next(iter(api.as_list(thing.get("Locations"))), None), "location"), api.number)
     ident = api.identifier(thing.get("@iot.id"))
     return api.station_at(api.text(thing.get("name"), 80) or f"Thing {ident}", where, opts, id=ident)
 
