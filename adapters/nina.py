@@ -69,8 +69,10 @@ def _warning(item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "sent": api.local_datetime(raw["sent"], UTC),
         "version": api.integer(api.dig(item, "payload", "version")) or 0,
     }
-    # payload.data.valid: [I] seen as true in real items; false = withdrawn.
-    withdrawn = (warning["msg_type"] or "").lower() == "cancel" or data.get("valid") is False
+    # payload.data.valid: [I] seen as true in real items; false = withdrawn. An all-clear does not always come as a
+    # Cancel: the BBK also sends it as an Update titled "Entwarnung: ..." [C: a public NINA client's tests].
+    withdrawn = (warning["msg_type"] or "").lower() == "cancel" or data.get("valid") is False \
+        or (warning["headline"] or "").casefold().startswith("entwarnung")
     # Expiry is not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample].
     onset, expires = (api.local_datetime(item.get(key), UTC) for key in ("onset", "expires"))
     return {**warning, "state": "cancelled" if withdrawn else api.phase(onset, expires, now)}
