@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -70,7 +70,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
         if keys and day is not None and day >= today and str(event.get("STATUS", "")).upper() != "CANCELLED":
             for key in keys:
                 found[key].setdefault(day, summary)
-    stamps = [s for c in (cal, *cal.walk("VEVENT")) if (s := _stamp(c, zone)) is not None]
+    stamps = [s for c in (cal, *cal.walk("VEVENT")) if (s := _stamp(c)) is not None]
     observed = min(max(stamps), now) if stamps else now
     readings: list[api.Reading] = []
     for key in opts.types:
@@ -209,14 +209,15 @@ def _local_day(component: Any, name: str, zone: ZoneInfo) -> date | None:
     return moment if isinstance(moment, date) else None
 
 
-def _stamp(component: Any, zone: ZoneInfo) -> datetime | None:
+def _stamp(component: Any) -> datetime | None:
+    """DTSTAMP, which RFC 5545 §3.8.7.2 requires in UTC: a stamp written without the Z is read as UTC too."""
     try:
         moment = component["DTSTAMP"].dt
     except (KeyError, ValueError, AttributeError):
         return None
     if isinstance(moment, datetime):
-        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
-    return datetime.combine(moment, time(), tzinfo=zone) if isinstance(moment, date) else None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return datetime.combine(moment, time(), tzinfo=UTC) if isinstance(moment, date) else None
 
 
 ADAPTER = api.Adapter(
