@@ -20,6 +20,7 @@ Converter = Callable[[float], float] | None
 # a third-party UI showed [I]; uv is the senseBox VEML6070's UV-A intensity in µW/cm². Unlike sensor.community
 # and SensorThings, the payload names neither a sensor type nor a unit, so nothing can be selected or converted
 # by them: the sane ranges are the only guard against a box of another make.
+# Times: the payload has none; every reading is dated with the fetch time (and says so in its attributes).
 FIELDS: dict[str, tuple[str, Converter, tuple[float, float], str]] = {
     "temperature": ("temperature", None, (-30.0, 45.0), "°C"),
     "humidity": ("humidity", None, (0.0, 100.0), "%"),

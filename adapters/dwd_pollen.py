@@ -24,6 +24,8 @@ DAYS = ("today", "tomorrow", "dayafter_to")  # s31fg.json's day keys, from the d
 # old: our today is then its "tomorrow", our tomorrow its "dayafter_to" (filled on Fridays only),
 # and a day the file does not cover is None.
 OUR_DAYS: dict[str, int] = {"today": 0, "tomorrow": 1}
+# Times: last_update "YYYY-MM-DD HH:MM Uhr" has no offset and is German time (Europe/Berlin), whatever the
+# configured zone; the day keys count from its date.
 FIELDS = frozenset(f"{kind}_{day}{suffix}" for kind in POLLEN for day in OUR_DAYS for suffix in ("", "_text"))
 
 

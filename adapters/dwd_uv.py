@@ -19,6 +19,7 @@ UV_FIELDS: dict[str, int] = {"uv_today": 0, "uv_tomorrow": 1}
 # WHO categories: the lowest UV index of each risk level, highest first (0-2 low ... 11+ extreme).
 RISK_FLOORS: tuple[tuple[int, str], ...] = ((11, "extreme"), (8, "very_high"), (6, "high"), (3, "moderate"),
                                             (0, "low"))
+# Times: last_update has no offset and is German time (Europe/Berlin); forecast_day is a date.
 FIELDS = frozenset(UV_FIELDS) | {"risk_today"}
 # Positions of the cities near Soest, from an NRW script that maps districts to uvi.json cities
 # (an inferred list, not DWD's). Other cities are published without a distance.

@@ -17,6 +17,7 @@ KNOWN_SEVERITY = api.one_of(SEVERITIES[2:])
 ITEM: dict[str, str] = {"id": "id", "provider": "payload.data.provider", "severity": "payload.data.severity",
                         "msg_type": "payload.data.msgType", "headline": "i18nTitle.de", "sent": "sent",
                         "event": "payload.data.transKeys.event"}
+# Times: sent/onset/expires are ISO 8601 with an offset ("+02:00"); one without is read as UTC [I].
 FIELDS = frozenset({"count", "highest_severity", "latest_headline"})
 # Listed in the attributes of `count`: how many warnings of each state, newest first.
 LISTED = {"warnings": ("active", 20), "upcoming": ("upcoming", 5), "cancelled": ("cancelled", 5)}

@@ -14,6 +14,7 @@ from gateway import adapter_api as api
 # rivers), "m+NN" metres above sea level (canals, e.g. Datteln-Hamm-Kanal) and "m+PNP" metres above
 # the gauge zero (two reservoirs). Each unit is converted to both fields, using the gauge zero
 # (metres above NN/NHN) where one has to be added or taken away.
+# Times: currentMeasurement.timestamp is ISO 8601 with its offset ("+02:00"); one without is bad_schema.
 FIELDS = {
     "water_level": "level above the gauge zero, cm",
     "water_level_nn": "level above sea level (NN/NHN), m",

@@ -33,6 +33,7 @@ QUANTITIES: dict[str, tuple[str, Converter, tuple[float, float], float]] = {
 MASS_PM_TYPES = frozenset(name.casefold() for name in (
     "SDS011", "SDS021", "PMS1003", "PMS3003", "PMS5003", "PMS6003", "PMS7003", "HPM", "SPS30", "NextPM"))
 PM_VALUE_TYPES = frozenset({"P1", "P2"})
+# Times: "YYYY-MM-DD HH:MM:SS" without an offset is UTC [I]; ISO 8601 with an offset is taken as written.
 FIELDS = (*QUANTITIES, "sensor_count")
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 MIN_FOR_OUTLIERS = 3  # with one or two sensors there is no majority to call one of them wrong

@@ -11,6 +11,8 @@ from gateway import adapter_api as api
 
 # Our field (the alias the user chose) -> Datastream name on the server. The defaults follow the
 # a constructed example, not a documented server; every real deployment sets its own.
+# Times: phenomenonTime (an instant or the end of an interval) needs its offset; without one the fetch time
+# is used and the attributes say so.
 DEFAULT_DATASTREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Lufttemperatur"}
 # One request: the first matching Thing, its Locations and each Datastream's newest Observation.
 EXPAND = "Locations,Datastreams($expand=Observations($orderby=phenomenonTime desc;$top=1))"

@@ -19,6 +19,8 @@ from gateway import adapter_api as api
 # Our waste type key -> case-insensitive substring of the VEVENT SUMMARY (Kreis Soest's bin names).
 DEFAULT_TYPES = {"residual": "Restmüll", "bio": "Bio", "paper": "Papier", "packaging": "Gelbe"}
 # Field table: "<type>_<suffix>" -> value from (that type's pickup days from today on, sorted; today; zone).
+# Times: a floating DTSTART is in the configured zone, a TZID is an IANA zone or the calendar's own VTIMEZONE,
+# a DATE is that local day; DTSTAMP is UTC (RFC 5545 §3.8.7.2), also when written without the Z.
 VALUES: dict[str, Callable[[list[date], date, ZoneInfo], api.Value]] = {
     "next": lambda days, today, zone: datetime.combine(days[0], time(), tzinfo=zone),
     "days": lambda days, today, zone: (days[0] - today).days,
