@@ -37,6 +37,7 @@ COUNT = re.compile(r"(?:^|;)COUNT=([^;]*)", re.I)
 VTIMEZONE = re.compile(r"^BEGIN:VTIMEZONE\r?$.*?^END:VTIMEZONE\r?$", re.I | re.M | re.S)
 VTIMEZONE_ID = re.compile(r"^TZID:(.+?)\r?$", re.I | re.M)
 IANA = frozenset(available_timezones())
+MAX_ZONES = 50
 
 TypeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=40)]
 Needle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
@@ -89,14 +90,14 @@ def _calendar(body: bytes) -> icalendar.Calendar:
     if body.lstrip()[:1] == b"<":
         raise api.ParseError("got HTML instead of iCalendar", kind="not_ics")
     # Unfold before decoding: RFC 5545 §3.1 folds at octets, possibly inside a UTF-8 sequence.
-    text = _own_zones(re.sub(rb"\r?\n[ \t]", b"", body).decode("utf-8-sig", errors="replace"))
+    text = re.sub(rb"\r?\n[ \t]", b"", body).decode("utf-8-sig", errors="replace")
     lines = text.splitlines()
     head = next((line for line in lines if line.strip()), "")
     if head.strip().upper() != "BEGIN:VCALENDAR":
         raise api.ParseError(f"not an iCalendar body: {head[:40]!r}", kind="not_ics")
     _check_nesting(lines)
     try:
-        cal = icalendar.Calendar.from_ical(text)
+        cal = icalendar.Calendar.from_ical(_own_zones(text))
     except ValueError as exc:
         raise api.ParseError(f"invalid iCalendar: {str(exc)[:120]}", kind="bad_schema") from None
     for event in cal.walk("VEVENT"):
@@ -118,7 +119,10 @@ def _own_zones(text: str) -> str:
     it differently) would be read with the rules of the first one. A TZID named after its definition makes the
     cache hold one entry per distinct definition, each always right.
     """
-    for block in VTIMEZONE.findall(text):
+    blocks = VTIMEZONE.findall(text)
+    if len(blocks) > MAX_ZONES:  # each costs a pass over the text; real feeds define one or two
+        raise api.ParseError(f"{len(blocks)} VTIMEZONE components (at most {MAX_ZONES})", kind="bad_schema")
+    for block in blocks:
         found = VTIMEZONE_ID.search(block)
         tzid = found[1].strip().strip('"') if found else ""
         if not tzid or tzid in IANA or '"' in tzid:
