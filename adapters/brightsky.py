@@ -14,6 +14,7 @@ ICONS = ("clear-day", "clear-night", "partly-cloudy-day", "partly-cloudy-night",
          "wind", "rain", "sleet", "snow", "hail", "thunderstorm")
 # Our field -> (Bright Sky field, how it is read). Units are Bright Sky's `dwd` units unless converted:
 # °C, hPa, km/h, mm, %, m, minutes; solar_10 is kWh/m² per 10 minutes and becomes W/m².
+# Times: weather.timestamp is ISO 8601 with its offset (+00:00); a stamp without one is refused as bad_schema.
 FIELDS: api.FieldTable = {
     "temperature": ("temperature", None),
     "dew_point": ("dew_point", None),

@@ -17,7 +17,10 @@ Converter = Callable[[float], float] | None
 # Our field -> (upstream key, converter, sane range in the upstream unit, upstream unit). The city
 # calls the values raw and unvalidated (temperatures above 45 °C were seen), so values outside the
 # range are withheld here with a reason, on top of the core's plausibility table. Units are those
-# a third-party UI showed [I]; uv is the senseBox VEML6070's UV-A intensity in µW/cm².
+# a third-party UI showed [I]; uv is the senseBox VEML6070's UV-A intensity in µW/cm². Unlike sensor.community
+# and SensorThings, the payload names neither a sensor type nor a unit, so nothing can be selected or converted
+# by them: the sane ranges are the only guard against a box of another make.
+# Times: the payload has none; every reading is dated with the fetch time (and says so in its attributes).
 FIELDS: dict[str, tuple[str, Converter, tuple[float, float], str]] = {
     "temperature": ("temperature", None, (-30.0, 45.0), "°C"),
     "humidity": ("humidity", None, (0.0, 100.0), "%"),
@@ -67,7 +70,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     values: dict[str, float | None] = {}
     suspect: dict[str, str] = {}
     for field, (src, convert, (low, high), unit) in FIELDS.items():
-        raw = api.finite_number(box.get(src))
+        raw = api.number(box.get(src))  # numbers or numeric text: a Node-RED flow may pass either [I]
         if raw is not None and not low <= raw <= high:
             suspect[field] = f"{raw:g} {unit} is outside the sane range {low:g}..{high:g} {unit}"
             raw = None
@@ -111,7 +114,7 @@ def _choose(located: list[tuple[dict[str, Any], float, float]],
 
 
 def _coord(value: object, limit: float) -> float | None:
-    number = api.finite_number(value)
+    number = api.number(value)
     return number if number is not None and abs(number) <= limit and number != 0 else None
 
 

@@ -37,6 +37,7 @@ KEYWORDS: dict[str, re.Pattern[str]] = {
     "frost": re.compile(r"\b(frost|ice|icy|icing|glaze|slippery)\b"),
     "heat": re.compile(r"\bheat\b"),
 }
+# Times: onset/effective/expires are ISO 8601 with an offset (Bright Sky writes +00:00); one without is UTC.
 FIELDS = frozenset({"count", "highest_severity", "headline", *HAZARDS})
 MAX_LISTED = 8  # warnings listed in attributes; keeps them under HA's 16 KB recorder limit
 PUBLIC = ("event", "event_code", "severity", "onset", "expires", "headline", "description", "instruction")

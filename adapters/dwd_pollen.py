@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
@@ -23,6 +24,8 @@ DAYS = ("today", "tomorrow", "dayafter_to")  # s31fg.json's day keys, from the d
 # old: our today is then its "tomorrow", our tomorrow its "dayafter_to" (filled on Fridays only),
 # and a day the file does not cover is None.
 OUR_DAYS: dict[str, int] = {"today": 0, "tomorrow": 1}
+# Times: last_update "YYYY-MM-DD HH:MM Uhr" has no offset and is German time (Europe/Berlin), whatever the
+# configured zone; the day keys count from its date.
 FIELDS = frozenset(f"{kind}_{day}{suffix}" for kind in POLLEN for day in OUR_DAYS for suffix in ("", "_text"))
 
 
@@ -48,7 +51,8 @@ def request(opts: Options, base_url: str) -> api.Request:
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
     content = api.member(data, "content", list, "s31fg.json", errors=())
-    issued = api.require(api.local_datetime(data.get("last_update"), opts.zone),
+    # "2026-04-11 11:00 Uhr" is German time whatever zone the city is configured in.
+    issued = api.require(api.local_datetime(data.get("last_update"), ZoneInfo("Europe/Berlin")),
                          f"last_update {api.clip(data.get('last_update'), 40)!r} is not 'YYYY-MM-DD HH:MM Uhr'")
     # An empty `content` is a valid file without forecasts: every value is None.
     entry = api.pick(content, "region_id", opts.covers, f"region {opts.region_id}/{opts.partregion_id}") or {}
@@ -87,9 +91,9 @@ def _station(entry: dict[str, Any]) -> api.Station | None:
     return api.Station(name=api.text(name, 80) or f"region {ident}", id=str(ident))
 
 
+# reevaluate: at midnight "today" moves to the file's "tomorrow" without a new fetch.
 ADAPTER = api.Adapter(
-    name="dwd_pollen", title="Pollen", fields=FIELDS, options=Options, request=request, parse=parse,
-    reevaluate=True,  # at midnight "today" moves to the file's "tomorrow" without a new fetch
+    name="dwd_pollen", title="Pollen", fields=FIELDS, options=Options, request=request, parse=parse, reevaluate=True,
     provider="Deutscher Wetterdienst", dataset="Pollen hazard index (Pollenflug-Gefahrenindex, s31fg.json)",
     license="dl-de/by-2-0 (GeoNutzV)", attribution="Datenbasis: Deutscher Wetterdienst",
     info_url="https://opendata.dwd.de/climate_environment/health/alerts/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
@@ -18,6 +19,7 @@ UV_FIELDS: dict[str, int] = {"uv_today": 0, "uv_tomorrow": 1}
 # WHO categories: the lowest UV index of each risk level, highest first (0-2 low ... 11+ extreme).
 RISK_FLOORS: tuple[tuple[int, str], ...] = ((11, "extreme"), (8, "very_high"), (6, "high"), (3, "moderate"),
                                             (0, "low"))
+# Times: last_update has no offset and is German time (Europe/Berlin); forecast_day is a date.
 FIELDS = frozenset(UV_FIELDS) | {"risk_today"}
 # Positions of the cities near Soest, from an NRW script that maps districts to uvi.json cities
 # (an inferred list, not DWD's). Other cities are published without a distance.
@@ -41,7 +43,9 @@ def request(opts: Options, base_url: str) -> api.Request:
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
     content = api.member(data, "content", list, "uvi.json", errors=())
-    updated = api.local_datetime(data.get("last_update"), opts.zone)
+    # last_update has no offset and is German time, whatever zone the city is configured in: a fetch at
+    # 07:05 UTC got "07:30:00" of the same day [C].
+    updated = api.local_datetime(data.get("last_update"), ZoneInfo("Europe/Berlin"))
     issued = api.require(api.iso_date(data.get("forecast_day")) or (updated.date() if updated else None),
                          "uvi.json has neither a forecast_day nor a last_update")
     # An empty `content` is a valid file without forecasts: every value is None.

@@ -17,6 +17,7 @@ KNOWN_SEVERITY = api.one_of(SEVERITIES[2:])
 ITEM: dict[str, str] = {"id": "id", "provider": "payload.data.provider", "severity": "payload.data.severity",
                         "msg_type": "payload.data.msgType", "headline": "i18nTitle.de", "sent": "sent",
                         "event": "payload.data.transKeys.event"}
+# Times: sent/onset/expires are ISO 8601 with an offset ("+02:00"); one without is read as UTC [I].
 FIELDS = frozenset({"count", "highest_severity", "latest_headline"})
 # Listed in the attributes of `count`: how many warnings of each state, newest first.
 LISTED = {"warnings": ("active", 20), "upcoming": ("upcoming", 5), "cancelled": ("cancelled", 5)}
@@ -69,8 +70,10 @@ def _warning(item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "sent": api.local_datetime(raw["sent"], UTC),
         "version": api.integer(api.dig(item, "payload", "version")) or 0,
     }
-    # payload.data.valid: [I] seen as true in real items; false = withdrawn.
-    withdrawn = (warning["msg_type"] or "").lower() == "cancel" or data.get("valid") is False
+    # payload.data.valid: [I] seen as true in real items; false = withdrawn. An all-clear does not always come as a
+    # Cancel: the BBK also sends it as an Update titled "Entwarnung: ..." [C: a public NINA client's tests].
+    withdrawn = (warning["msg_type"] or "").lower() == "cancel" or data.get("valid") is False \
+        or (warning["headline"] or "").casefold().startswith("entwarnung")
     # Expiry is not in the spec, but real DWD/LHP items carry onset/expires [C: third-party sample].
     onset, expires = (api.local_datetime(item.get(key), UTC) for key in ("onset", "expires"))
     return {**warning, "state": "cancelled" if withdrawn else api.phase(onset, expires, now)}

@@ -25,6 +25,8 @@ WINDOW = timedelta(hours=3)
 # Open-Meteo's hourly values describe the hour *ending* at their timestamp ("preceding hour
 # mean" for radiation, "preceding hour max" for gusts, per its variable table).
 HOUR = timedelta(hours=1)
+# Times: current.time and hourly.time have no offset; they are in the response's utc_offset_seconds (a fixed
+# offset, see below), else in the configured zone.
 FIELDS = frozenset(CURRENT) | {"is_day"} | frozenset(LOOK_AHEAD)
 
 

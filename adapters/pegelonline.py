@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gateway import adapter_api as api
 
@@ -14,6 +14,7 @@ from gateway import adapter_api as api
 # rivers), "m+NN" metres above sea level (canals, e.g. Datteln-Hamm-Kanal) and "m+PNP" metres above
 # the gauge zero (two reservoirs). Each unit is converted to both fields, using the gauge zero
 # (metres above NN/NHN) where one has to be added or taken away.
+# Times: currentMeasurement.timestamp is ISO 8601 with its offset ("+02:00"); one without is bad_schema.
 FIELDS = {
     "water_level": "level above the gauge zero, cm",
     "water_level_nn": "level above sea level (NN/NHN), m",
@@ -26,6 +27,10 @@ TREND_CODES = {-1: "falling", 0: "steady", 1: "rising"}
 STATES = ("low", "normal", "high", "unknown", "commented", "out-dated")
 NO_VALUE = 99999  # some gauges send this placeholder instead of a reading [C]
 ID_KEYS = ("uuid", "number", "shortname", "longname")  # what /stations/{station}.json accepts
+# Timeseries that are water levels: "W" (WASSERSTAND ROHDATEN). A gauge carries others beside it that are no
+# level at all and must not become one [C: a public client's test data]: DFH (DURCHFAHRTSHÖHE, the clearance under a
+# bridge, in cm and with a gauge zero like a level), Q (m³/s), WT/LT (°C), VA (m/s), O2 (mg/l), PH.
+WATER_LEVEL_SERIES = frozenset({"w"})
 FLAGS = {"includeTimeseries": "true", "includeCurrentMeasurement": "true", "prettyprint": "false"}
 
 
@@ -34,6 +39,13 @@ class Options(api.AdapterOptions):
     station: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^/\\]*[^/\\.][^/\\]*$")
     radius_km: float = Field(default=30.0, gt=0, le=500)
     timeseries: str = Field(default="W", pattern=r"^[A-Za-z0-9_ÄÖÜäöü]{1,40}$")
+
+    @field_validator("timeseries")
+    @classmethod
+    def _water_level(cls, value: str) -> str:
+        if value.casefold() not in WATER_LEVEL_SERIES:
+            raise ValueError(f"{value!r} is not a water-level timeseries; valid: W (this source publishes levels)")
+        return value
 
 
 def request(opts: Options, base_url: str) -> api.Request:

@@ -25,6 +25,15 @@ QUANTITIES: dict[str, tuple[str, Converter, tuple[float, float], float]] = {
     "humidity": ("humidity", None, (0.0, 100.0), 2.0),
     "pressure": ("pressure", api.pa_to_hpa, (850.0, 1100.0), 1.0),
 }
+# sensor.type names whose P1/P2 are mass concentrations in µg/m³ (casefolded). Other sensors send P1/P2 in
+# other units: the Shinyei PPD42NS sends particle counts (per 0.01 ft³; "972.68" next to durP1/ratioP1 in a
+# captured response), which pass the 0-999 range and can decide the median. A P1/P2 of a type not listed
+# here is not used, and counted. The list follows the airrohr firmware's PM sensors and the types the
+# sensor.community map draws [C: firmware ext_def.h, maps filter]; add a type here once its unit is known.
+MASS_PM_TYPES = frozenset(name.casefold() for name in (
+    "SDS011", "SDS021", "PMS1003", "PMS3003", "PMS5003", "PMS6003", "PMS7003", "HPM", "SPS30", "NextPM"))
+PM_VALUE_TYPES = frozenset({"P1", "P2"})
+# Times: "YYYY-MM-DD HH:MM:SS" without an offset is UTC [I]; ISO 8601 with an offset is taken as written.
 FIELDS = (*QUANTITIES, "sensor_count")
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 MIN_FOR_OUTLIERS = 3  # with one or two sensors there is no majority to call one of them wrong
@@ -45,28 +54,33 @@ def request(opts: Options, base_url: str) -> api.Request:
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     items = api.load_json_array(body, "measurements")
-    newest: dict[Any, tuple[datetime, list[Any]]] = {}  # sensor id -> its newest entry (the 5-minute window repeats)
+    # sensor id -> its newest entry and sensor type (the 5-minute window repeats)
+    newest: dict[Any, tuple[datetime, list[Any], str | None]] = {}
     indoor: set[Any] = set()
     for item in items:
         entry = _entry(item)
         if entry is None:
             continue
-        sensor_id, stamp, values, is_indoor = entry
+        sensor_id, stamp, values, is_indoor, kind = entry
         if is_indoor:
             indoor.add(sensor_id)
         elif sensor_id not in newest or stamp >= newest[sensor_id][0]:  # on a tie the later entry is newer
-            newest[sensor_id] = (stamp, values)
+            newest[sensor_id] = (stamp, values, kind)
     if items and not newest and not indoor:
         raise api.ParseError("no entry has sensor.id, timestamp and sensordatavalues", kind="bad_schema")
 
     by_type = {src: field for field, (src, _, _, _) in QUANTITIES.items()}
     samples: dict[str, dict[Any, Sample]] = {field: {} for field in QUANTITIES}
-    for sensor_id, (stamp, values) in newest.items():
+    not_mass: dict[str, dict[Any, str]] = {field: {} for field in QUANTITIES}  # field -> sensor id -> its type
+    for sensor_id, (stamp, values, sensor_type) in newest.items():
         for value in values:
             kind = value.get("value_type") if isinstance(value, dict) else None
             field = by_type.get(kind) if isinstance(kind, str) else None
             amount = api.number(value.get("value")) if field is not None else None
-            if field is not None and amount is not None:
+            if field is not None and amount is not None and kind in PM_VALUE_TYPES \
+                    and (sensor_type or "").casefold() not in MASS_PM_TYPES:
+                not_mass[field][sensor_id] = sensor_type or "unknown"
+            elif field is not None and amount is not None:
                 convert = QUANTITIES[field][1]
                 samples[field].setdefault(sensor_id, (convert(amount) if convert else amount, sensor_id, stamp))
 
@@ -80,6 +94,11 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
         attributes = {"upstream_field": src, "radius_km": opts.radius_km, "sensors_used": len(kept),
                       "outliers_dropped": {"count": len(outliers), "sensor_ids": outliers[:MAX_IDS]},
                       "out_of_range_dropped": {"count": len(out_of_range), "sensor_ids": out_of_range[:MAX_IDS]}}
+        if src in PM_VALUE_TYPES:
+            skipped = not_mass[field]
+            attributes["not_mass_concentration_dropped"] = {
+                "count": len(skipped), "sensor_ids": sorted(skipped, key=str)[:MAX_IDS],
+                "sensor_types": sorted(set(skipped.values()))[:MAX_IDS]}
         value = statistics.median(v for v, _, _ in kept) if kept else None
         observed_at = max((stamp for _, _, stamp in kept), default=now)
         readings.append(api.Reading(field, value, observed_at, station, attributes))
@@ -106,8 +125,9 @@ def _robust(samples: list[Sample], limits: tuple[float, float], floor: float,
     return kept, out_of_range, outliers
 
 
-def _entry(item: object) -> tuple[Any, datetime, list[Any], bool] | None:
-    """(sensor id, timestamp, sensordatavalues, indoor) of one measurement, or None when it lacks them."""
+def _entry(item: object) -> tuple[Any, datetime, list[Any], bool, str | None] | None:
+    """(sensor id, timestamp, sensordatavalues, indoor, sensor type name) of one measurement, or None when it
+    lacks them; the type is None when the entry does not name it."""
     if not isinstance(item, dict):
         return None
     sensor, location, values = item.get("sensor"), item.get("location"), item.get("sensordatavalues")
@@ -117,7 +137,8 @@ def _entry(item: object) -> tuple[Any, datetime, list[Any], bool] | None:
             or stamp is None:
         return None
     indoor = isinstance(location, dict) and location.get("indoor") in (1, "1")
-    return sensor_id if isinstance(sensor_id, int) else api.clip(sensor_id, 20), stamp, values, indoor
+    kind = api.text(api.dig(sensor, "sensor_type", "name"), 40)
+    return sensor_id if isinstance(sensor_id, int) else api.clip(sensor_id, 20), stamp, values, indoor, kind
 
 
 def _stamp(value: object) -> datetime | None:

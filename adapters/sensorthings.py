@@ -11,9 +11,15 @@ from gateway import adapter_api as api
 
 # Our field (the alias the user chose) -> Datastream name on the server. The defaults follow the
 # a constructed example, not a documented server; every real deployment sets its own.
+# Times: phenomenonTime (an instant or the end of an interval) needs its offset; without one the fetch time
+# is used and the attributes say so.
 DEFAULT_DATASTREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Lufttemperatur"}
 # One request: the first matching Thing, its Locations and each Datastream's newest Observation.
 EXPAND = "Locations,Datastreams($expand=Observations($orderby=phenomenonTime desc;$top=1))"
+# Why an alias has no value when its Datastream is absent. Servers page expanded Datastreams (FROST at its
+# defaultTop, 100; Hamburg's Urban Data Hub documents "Datastreams@iot.nextLink" in a Thing): one request sees the
+# first page only, so the note says when there were more.
+MISSING = ("no Datastream of this name", "no Datastream of this name on the first page (the server pages them)")
 
 
 class Options(api.AdapterOptions):
@@ -33,23 +39,21 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
     data = api.load_json_object(body)
     things = api.member(data, "value", list, "the response", errors={"code", "message", "error", "type"})
     thing = api.require((things or [None])[0], f"no Thing matches {api.clip(opts.thing_filter, 80)}", "not_found")
-    streams = thing.get("Datastreams") if isinstance(thing, dict) else None
-    if not isinstance(streams, list):
-        raise api.ParseError("the Thing has no expanded 'Datastreams' list", kind="bad_schema")
+    streams = api.member(api.as_dict(thing), "Datastreams", list, "the Thing (not expanded?)", errors=())
     by_name = {s["name"]: s for s in reversed(streams) if isinstance(s, dict) and isinstance(s.get("name"), str)}
     if not set(opts.datastreams.values()) & by_name.keys():
         raise api.ParseError("the Thing has none of the configured Datastreams", kind="not_found")
-    station = _station(thing, opts)
-    return [_reading(alias, name, by_name.get(name), now, station) for alias, name in opts.datastreams.items()]
+    station, missing = _station(thing, opts), MISSING[bool(thing.get("Datastreams@iot.nextLink"))]
+    return [_reading(alias, name, by_name.get(name), now, station, missing) for alias, name in opts.datastreams.items()]
 
 
-def _reading(alias: str, name: str, stream: dict[str, Any] | None, now: datetime, station: api.Station) -> api.Reading:
+def _reading(alias: str, name: str, stream: dict[str, Any] | None, now: datetime, station: api.Station,
+             missing: str) -> api.Reading:
     """The newest Observation of one Datastream; without a Datastream or Observation, None and a note why."""
-    attributes: dict[str, Any] = {"datastream": api.clip(name, 200)}
     if stream is None:
-        return api.Reading(alias, None, now, station, {**attributes, "note": "no Datastream of this name"})
-    attributes["upstream_unit"] = api.clip(api.as_dict(stream.get("unitOfMeasurement")).get("symbol"), 40)
-    attributes["datastream_id"] = api.identifier(stream.get("@iot.id"))
+        return api.Reading(alias, None, now, station, {"datastream": api.clip(name, 200), "note": missing})
+    attributes = {"datastream": api.clip(name, 200), "datastream_id": api.identifier(stream.get("@iot.id")),
+                  "upstream_unit": api.clip(api.dig(stream, "unitOfMeasurement", "symbol"), 40)}
     return _observed(alias, next(iter(api.as_list(stream.get("Observations"))), None), now, station, attributes)
 
 
@@ -59,8 +63,10 @@ def _observed(alias: str, obs: object, now: datetime, station: api.Station | Non
         return api.Reading(alias, None, now, station, {**attrs, "note": "no Observation yet"})
     end = obs.get("phenomenonTime")  # an instant, or an interval "start/end"
     observed_at = api.aware_datetime(end.rsplit("/", 1)[-1].strip()) if isinstance(end, str) else None
-    notes = {} if observed_at else {"note": "phenomenonTime missing or without UTC offset; fetch time used"}
-    return api.Reading(alias, api.number(obs.get("result")), observed_at or now, station, attrs | notes)
+    attrs = attrs | ({} if observed_at else {"note": "phenomenonTime missing or without UTC offset; fetch time used"})
+    # Trust unitOfMeasurement: K as °C, klx as lx, m/s as km/h; a unit we do not know is refused with the reason.
+    value, unit = api.trusted_unit(api.number(obs.get("result")), attrs.get("upstream_unit"))
+    return api.Reading(alias, value, observed_at or now, station, attrs | unit)
 
 
 def push_topic(opts: Options, polled: api.Reading) -> str | None:
@@ -77,7 +83,8 @@ def parse_pushed(body: bytes, polled: api.Reading, now: datetime) -> tuple[str |
 
 
 def _station(thing: dict[str, Any], opts: Options) -> api.Station:
-    """The Thing, placed at its first Location (a GeoJSON Point, bare or inside a Feature)."""
+    """The Thing, placed at its first Location: a GeoJSON Point, or the centroid of a Polygon or other shape (real
+    Things carry their building's or district's footprint), bare or inside a Feature."""
     where = api.geojson_position(api.dig(next(iter(api.as_list(thing.get("Locations"))), None), "location"), api.number)
     ident = api.identifier(thing.get("@iot.id"))
     return api.station_at(api.text(thing.get("name"), 80) or f"Thing {ident}", where, opts, id=ident)
@@ -85,8 +92,7 @@ def _station(thing: dict[str, Any], opts: Options) -> api.Station:
 
 ADAPTER = api.Adapter(
     name="sensorthings", title="Urban sensors", provider="OGC SensorThings API server (e.g. FROST)",
-    dataset="Latest Observation per configured Datastream of one Thing",
-    license="set by the server's operator (see its data portal)",
+    dataset="Latest Observation per configured Datastream of one Thing", license="set by the server's operator",
     attribution="Operator of the configured SensorThings API server", info_url="https://docs.ogc.org/is/18-088/18-088.html",
     fields=frozenset(DEFAULT_DATASTREAMS), options=Options, request=request, parse=parse,
     dynamic_fields=lambda opts: frozenset(opts.datastreams), push=api.Push(lambda o: o.mqtt, push_topic, parse_pushed),

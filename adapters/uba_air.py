@@ -16,6 +16,7 @@ COMPONENTS: dict[int, Pollutant] = {1: "pm10", 3: "o3", 5: "no2", 9: "pm25"}
 POLLUTANTS: tuple[Pollutant, ...] = ("pm10", "pm25", "no2", "o3")
 # UBA's air quality index 0–4 ("sehr gut" … "sehr schlecht"), published under its English labels.
 INDEX_TEXT = ("very_good", "good", "moderate", "poor", "very_poor")
+# Times: the hour keys "YYYY-MM-DD HH:MM:SS" have no offset and are CET (UTC+1) all year, see CET below.
 FIELDS = (*POLLUTANTS, "index", "index_text")
 
 # UBA stamps hours in CET all year (no summer time), so a fixed UTC+1 offset, not Europe/Berlin.

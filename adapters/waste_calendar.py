@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import icalendar
 import recurring_ical_events
@@ -18,6 +19,8 @@ from gateway import adapter_api as api
 # Our waste type key -> case-insensitive substring of the VEVENT SUMMARY (Kreis Soest's bin names).
 DEFAULT_TYPES = {"residual": "Restmüll", "bio": "Bio", "paper": "Papier", "packaging": "Gelbe"}
 # Field table: "<type>_<suffix>" -> value from (that type's pickup days from today on, sorted; today; zone).
+# Times: a floating DTSTART is in the configured zone, a TZID is an IANA zone or the calendar's own VTIMEZONE,
+# a DATE is that local day; DTSTAMP is UTC (RFC 5545 §3.8.7.2), also when written without the Z.
 VALUES: dict[str, Callable[[list[date], date, ZoneInfo], api.Value]] = {
     "next": lambda days, today, zone: datetime.combine(days[0], time(), tzinfo=zone),
     "days": lambda days, today, zone: (days[0] - today).days,
@@ -30,6 +33,11 @@ HORIZON = timedelta(days=731)   # recurrences are expanded this far ahead of tod
 # a hostile RRULE (DAILY since year 1) cannot stall us.
 PERIOD_BUDGET = 100_000
 DAY = timedelta(days=1)
+COUNT = re.compile(r"(?:^|;)COUNT=([^;]*)", re.I)
+VTIMEZONE = re.compile(r"^BEGIN:VTIMEZONE\r?$.*?^END:VTIMEZONE\r?$", re.I | re.M | re.S)
+VTIMEZONE_ID = re.compile(r"^TZID:(.+?)\r?$", re.I | re.M)
+IANA = frozenset(available_timezones())
+MAX_ZONES = 50
 
 TypeKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=40)]
 Needle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
@@ -65,7 +73,7 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
         if keys and day is not None and day >= today and str(event.get("STATUS", "")).upper() != "CANCELLED":
             for key in keys:
                 found[key].setdefault(day, summary)
-    stamps = [s for c in (cal, *cal.walk("VEVENT")) if (s := _stamp(c, zone)) is not None]
+    stamps = [s for c in (cal, *cal.walk("VEVENT")) if (s := _stamp(c)) is not None]
     observed = min(max(stamps), now) if stamps else now
     readings: list[api.Reading] = []
     for key in opts.types:
@@ -89,10 +97,11 @@ def _calendar(body: bytes) -> icalendar.Calendar:
         raise api.ParseError(f"not an iCalendar body: {head[:40]!r}", kind="not_ics")
     _check_nesting(lines)
     try:
-        cal = icalendar.Calendar.from_ical(text)
+        cal = icalendar.Calendar.from_ical(_own_zones(text))
     except ValueError as exc:
         raise api.ParseError(f"invalid iCalendar: {str(exc)[:120]}", kind="bad_schema") from None
     for event in cal.walk("VEVENT"):
+        _check_count(event)
         if _local_day(event, "DTSTART", ZoneInfo("UTC")) is None:
             cal.subcomponents.remove(event)  # no usable start: nothing to place on a day
         elif "RRULE" in event and not _usable_rule(event):
@@ -100,6 +109,41 @@ def _calendar(body: bytes) -> icalendar.Calendar:
         elif "RRULE" in event:
             _spell_out_plain_weekdays(event["RRULE"])
     return cal
+
+
+def _own_zones(text: str) -> str:
+    """The calendar with each VTIMEZONE of a non-IANA TZID renamed after its content.
+
+    icalendar keeps the first VTIMEZONE it parses for a TZID it does not know in a process-wide cache and uses it
+    for every later calendar with that TZID: a feed whose own "Amtszeit Soest" changes (or two feeds that define
+    it differently) would be read with the rules of the first one. A TZID named after its definition makes the
+    cache hold one entry per distinct definition, each always right.
+    """
+    blocks = VTIMEZONE.findall(text)
+    if len(blocks) > MAX_ZONES:  # each costs a pass over the text; real feeds define one or two
+        raise api.ParseError(f"{len(blocks)} VTIMEZONE components (at most {MAX_ZONES})", kind="bad_schema")
+    for block in blocks:
+        found = VTIMEZONE_ID.search(block)
+        tzid = found[1].strip().strip('"') if found else ""
+        if not tzid or tzid in IANA or '"' in tzid:
+            continue
+        renamed = f"{tzid} {hashlib.sha1(block.encode(), usedforsecurity=False).hexdigest()[:12]}"
+        text = text.replace(block, block.replace(found[0], f"TZID:{renamed}", 1), 1)
+        reference = re.compile(rf';TZID="?{re.escape(tzid)}"?(?=[:;])', re.I)
+        text = reference.sub(lambda _, new=renamed: f';TZID="{new}"', text)
+    return text
+
+
+def _check_count(event: icalendar.Event) -> None:
+    """COUNT is a positive integer (RFC 5545 §3.3.10). A rule with COUNT=-3 cannot mean anything a calendar app
+    would show: taken literally it silently loses every pickup of the series, so the feed is refused instead."""
+    rule = event.get("RRULE")
+    raw = rule.to_ical().decode() if isinstance(rule, icalendar.vRecur) else str(rule or "")
+    count = COUNT.search(raw)
+    if count and not (count[1].isdigit() and int(count[1]) >= 1):
+        summary = api.clip(str(event.get("SUMMARY", "")), 40)
+        raise api.ParseError(f"RRULE COUNT={api.clip(count[1], 20)} of {summary!r} is not a positive integer",
+                             kind="bad_schema")
 
 
 def _spell_out_plain_weekdays(rule: icalendar.vRecur) -> None:
@@ -171,14 +215,15 @@ def _local_day(component: Any, name: str, zone: ZoneInfo) -> date | None:
     return moment if isinstance(moment, date) else None
 
 
-def _stamp(component: Any, zone: ZoneInfo) -> datetime | None:
+def _stamp(component: Any) -> datetime | None:
+    """DTSTAMP, which RFC 5545 §3.8.7.2 requires in UTC: a stamp written without the Z is read as UTC too."""
     try:
         moment = component["DTSTAMP"].dt
     except (KeyError, ValueError, AttributeError):
         return None
     if isinstance(moment, datetime):
-        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
-    return datetime.combine(moment, time(), tzinfo=zone) if isinstance(moment, date) else None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return datetime.combine(moment, time(), tzinfo=UTC) if isinstance(moment, date) else None
 
 
 ADAPTER = api.Adapter(

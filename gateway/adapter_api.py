@@ -23,9 +23,16 @@ from gateway.csvtext import number as csv_number
 from gateway.csvtext import read_table as read_csv
 from gateway.csvtext import select as csv_rows
 from gateway.errors import ParseError
-from gateway.geo import distance_m
+from gateway.geo import centroid, distance_m
 from gateway.records import Reading, Request, Station, Value
-from gateway.units import UNIT_CODES, kwh_per_m2_per_10min_to_w_per_m2, pa_to_hpa, uw_per_cm2_to_w_per_m2
+from gateway.units import (
+    UNIT_CODES,
+    in_our_unit,
+    kwh_per_m2_per_10min_to_w_per_m2,
+    pa_to_hpa,
+    trusted_unit,
+    uw_per_cm2_to_w_per_m2,
+)
 from gateway.zones import check_timezone
 
 __all__ = [
@@ -33,11 +40,11 @@ __all__ = [
     "NonBlank", "Paging", "ParseError", "Push", "Read", "Reading", "Request", "Station", "Subscription",
     "UpstreamMqtt", "Value", "as_dict", "as_list", "aware_datetime", "check_field_key", "check_not_blank",
     "check_timezone", "clip", "converted", "csv_number", "csv_rows", "day_key", "dig", "distance_m", "error_kind",
-    "expect_any", "finite_number", "flag", "from_unit_code", "geojson_position", "get", "identifier", "integer",
-    "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json", "load_json_array",
-    "load_json_object", "local_datetime", "member", "number", "odata_key", "offset_zone", "one_of", "pa_to_hpa",
-    "phase", "pick", "point", "position", "read_csv", "read_fields", "readings", "require", "series", "station_at",
-    "text", "utc_datetime", "uw_per_cm2_to_w_per_m2",
+    "expect_any", "finite_number", "flag", "from_unit_code", "geojson_position", "get", "identifier", "in_our_unit",
+    "integer", "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json",
+    "load_json_array", "load_json_object", "local_datetime", "member", "number", "odata_key", "offset_zone", "one_of",
+    "pa_to_hpa", "phase", "pick", "point", "position", "read_csv", "read_fields", "readings", "require", "series",
+    "station_at", "text", "trusted_unit", "utc_datetime", "uw_per_cm2_to_w_per_m2",
 ]
 
 T = TypeVar("T")
@@ -544,15 +551,50 @@ def position(latitude: object, longitude: object,
     return lat, lon
 
 
+# GeoJSON geometry type -> how to reach its polygons' outer rings, or its positions, from "coordinates".
+POLYGONS: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "Polygon": lambda c: c[:1], "MultiPolygon": lambda c: [p[0] for p in c if isinstance(p, list) and p]}
+POSITIONS: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "LineString": lambda c: c, "MultiPoint": lambda c: c,
+    "MultiLineString": lambda c: [p for line in c if isinstance(line, list) for p in line]}
+
+
 def geojson_position(geometry: object,
                      read: Callable[[object], float | None] = finite_number) -> tuple[float, float] | None:
-    """(latitude, longitude) of a GeoJSON Point, bare or as a Feature's geometry; None for other shapes."""
+    """(latitude, longitude) of a GeoJSON geometry, bare or as a Feature's geometry.
+
+    A Point as it is; a Polygon or MultiPolygon by the centroid of its outer rings, a LineString, MultiPoint or
+    MultiLineString by the centroid of its positions: a representative point for distances and attributes, where
+    SensorThings Locations carry a building's or a district's shape. None for other types (GeometryCollection
+    too) and when any position is not a [lon, lat] pair on the globe.
+    """
     if dig(geometry, "type") == "Feature":
         geometry = dig(geometry, "geometry")
-    coordinates = dig(geometry, "coordinates") if dig(geometry, "type") == "Point" else None
+    kind, coordinates = dig(geometry, "type"), dig(geometry, "coordinates")
+    if not isinstance(kind, str) or not isinstance(coordinates, list):
+        return None
+    if kind == "Point":
+        found = _lon_lat(coordinates, read)
+        return (found[1], found[0]) if found else None
+    if kind in POLYGONS:
+        rings = [r if isinstance(r, list) else [None] for r in POLYGONS[kind](coordinates)]
+    elif kind in POSITIONS:
+        rings = [[p] for p in POSITIONS[kind](coordinates)]  # one-vertex "rings": the mean of the positions
+    else:
+        return None
+    read_rings = [[_lon_lat(p, read) for p in ring] for ring in rings]
+    if any(p is None for ring in read_rings for p in ring):
+        return None
+    middle = centroid([[p for p in ring if p is not None] for ring in read_rings])
+    return (middle[1], middle[0]) if middle else None
+
+
+def _lon_lat(coordinates: object, read: Callable[[object], float | None]) -> tuple[float, float] | None:
+    """A GeoJSON position [lon, lat, (alt)] as (lon, lat) when it is on the globe."""
     if not isinstance(coordinates, list) or len(coordinates) < 2:
         return None
-    return position(coordinates[1], coordinates[0], read)  # GeoJSON order is [lon, lat]
+    found = position(coordinates[1], coordinates[0], read)  # GeoJSON order is [lon, lat]
+    return (found[1], found[0]) if found else None
 
 
 def station_at(name: str, where: tuple[float, float] | None, opts: AdapterOptions, id: str | None = None) -> Station:

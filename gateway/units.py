@@ -22,6 +22,8 @@ def pa_to_hpa(pressure: float) -> float:
     return pressure / 100.0
 
 
+# --- unit symbols as upstream writes them (SensorThings unitOfMeasurement.symbol) -----------------------------
+
 def _same(value: float) -> float:
     return value
 
@@ -62,3 +64,44 @@ UNIT_CODES: Mapping[str, Mapping[str, Callable[[float], float]]] = MappingProxyT
     "M1": {"mg/L": _same},  # milligram per litre
     "GL": {"mg/L": _scaled(1000.0)},
 })
+
+
+# A symbol -> (the unit we publish, converter). One unit per quantity, the one topics.yaml's measurements use
+# (Home Assistant's), so that a Datastream in K or klx still lands in °C or lx. Lengths keep their own unit
+# (precipitation is mm, visibility m, water levels cm). A symbol not listed is refused, never guessed.
+SYMBOLS: Mapping[str, tuple[str, Callable[[float], float]]] = MappingProxyType({
+    "°C": ("°C", _same), "K": ("°C", lambda k: k - 273.15), "°F": ("°C", lambda f: (f - 32) * 5 / 9),
+    "%": ("%", _same), "hPa": ("hPa", _same), "mbar": ("hPa", _same), "Pa": ("hPa", pa_to_hpa),
+    "kPa": ("hPa", _scaled(10.0)), "lx": ("lx", _same), "klx": ("lx", _scaled(1000.0)),
+    "µg/m³": ("µg/m³", _same), "mg/m³": ("µg/m³", _scaled(1000.0)), "W/m²": ("W/m²", _same),
+    "µW/cm²": ("W/m²", uw_per_cm2_to_w_per_m2), "km/h": ("km/h", _same), "m/s": ("km/h", _scaled(3.6)),
+    "mm": ("mm", _same), "cm": ("cm", _same), "m": ("m", _same), "ppm": ("ppm", _same), "°": ("°", _same),
+    "dB(A)": ("dB", _same), "dB": ("dB", _same),
+})
+# Spellings seen for the same unit [C: FROST demo data, UCUM codes]: ASCII, UCUM and the Greek mu.
+SPELLINGS: Mapping[str, str] = MappingProxyType({
+    "degC": "°C", "Cel": "°C", "deg C": "°C", "[degF]": "°F", "ug/m3": "µg/m³", "μg/m³": "µg/m³",
+             "µg/m3": "µg/m³", "μg/m3": "µg/m³", "mg/m3": "mg/m³", "W/m2": "W/m²", "lux": "lx", "Lux": "lx",
+             "kmh": "km/h", "deg": "°", "dBA": "dB(A)", "hpa": "hPa", "percent": "%"})
+
+
+def in_our_unit(value: float | None, symbol: str) -> tuple[float | None, str | None]:
+    """``value`` in ``symbol`` converted to our unit for that quantity, and that unit; (None, None) for a symbol
+    we do not know: the caller refuses the value."""
+    symbol = symbol.strip()
+    known = SYMBOLS.get(SPELLINGS.get(symbol, symbol))
+    if known is None:
+        return None, None
+    return (known[1](value) if value is not None else None), known[0]
+
+
+def trusted_unit(value: float | None, symbol: str | None) -> tuple[float | None, dict[str, str | None]]:
+    """Upstream's own unit trusted: the value in our unit and the attributes saying which (``unit``), or no
+    value and the reason (``refused``) for a symbol we do not know. Without a symbol (a count, a state) the value
+    passes as it is."""
+    if not symbol:
+        return value, {"unit": None}
+    converted, unit = in_our_unit(value, symbol)
+    if unit is None:
+        return None, {"unit": None, "refused": f"unit {symbol!r} is not one we know; the value is not published"}
+    return converted, {"unit": unit}

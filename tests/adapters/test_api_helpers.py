@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from gateway import adapter_api as api
+from gateway import units
 
 NOW = datetime(2026, 4, 11, 12, 0, tzinfo=UTC)
 OPTS = api.AdapterOptions(latitude=51.57123, longitude=8.10567)
@@ -152,3 +153,48 @@ def test_series_pairs_times_with_numbers_and_drops_gaps():
     assert api.series([t0, None, t1, t2], [1.5, 2.0, None, 3]) == [(t0, 1.5), (t2, 3.0)]
     assert api.series([t0, t1], [1, 2, 3]) == [(t0, 1.0), (t1, 2.0)]  # extra values are ignored
     assert api.series([t0], {"0": 1}) == []
+
+
+SQUARE = [[8.0, 51.0], [8.2, 51.0], [8.2, 51.2], [8.0, 51.2], [8.0, 51.0]]
+
+
+@pytest.mark.parametrize(("geometry", "expected"), [
+    ({"type": "Polygon", "coordinates": [SQUARE]}, (51.1, 8.1)),
+    ({"type": "Polygon", "coordinates": [SQUARE[::-1]]}, (51.1, 8.1)),                 # clockwise ring
+    ({"type": "Polygon", "coordinates": [SQUARE[:-1]]}, (51.1, 8.1)),                  # ring left open
+    # An L-shape: the area centroid, not the mean of its six corners (51.0667, 8.0667 vs 51.0833, 8.0833).
+    ({"type": "Polygon", "coordinates": [[[8.0, 51.0], [8.2, 51.0], [8.2, 51.1], [8.1, 51.1], [8.1, 51.2],
+                                          [8.0, 51.2]]]}, (51.0833, 8.0833)),
+    # Holes do not move the representative point off the outer ring's centroid.
+    ({"type": "Polygon", "coordinates": [SQUARE, [[8.05, 51.05], [8.1, 51.05], [8.1, 51.1], [8.05, 51.05]]]},
+     (51.1, 8.1)),
+    # Two squares, the second four times the area: weighted towards it.
+    ({"type": "MultiPolygon", "coordinates": [[SQUARE], [[[9.0, 51.0], [9.4, 51.0], [9.4, 51.4], [9.0, 51.4]]]]},
+     (51.18, 8.98)),
+    ({"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [SQUARE]}}, (51.1, 8.1)),
+    ({"type": "LineString", "coordinates": [[8.0, 51.0], [8.2, 51.2]]}, (51.1, 8.1)),
+    ({"type": "MultiPoint", "coordinates": [[8.0, 51.0], [8.2, 51.0], [8.1, 51.3]]}, (51.1, 8.1)),
+    ({"type": "MultiLineString", "coordinates": [[[8.0, 51.0], [8.2, 51.0]], [[8.0, 51.2], [8.2, 51.2]]]},
+     (51.1, 8.1)),
+    ({"type": "Polygon", "coordinates": [[[8.1, 51.1], [8.1, 51.1], [8.1, 51.1]]]}, (51.1, 8.1)),  # no area
+    ({"type": "Polygon", "coordinates": [[[8.0, 51.0], [8.2, 91.0], [8.1, 51.2]]]}, None),           # off the globe
+    ({"type": "Polygon", "coordinates": [[[8.0, 51.0], "x", [8.1, 51.2]]]}, None),
+    ({"type": "Polygon", "coordinates": []}, None),
+    ({"type": "MultiPolygon", "coordinates": [[], None]}, None),
+    ({"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [8.1, 51.1]}]}, None),
+    ({"type": "Circle", "coordinates": [8.1, 51.1]}, None),
+])
+def test_geojson_position_gives_a_representative_point_of_other_shapes(
+        geometry: object, expected: tuple[float, float] | None):
+    got = api.geojson_position(geometry)
+    assert got == (None if expected is None else (pytest.approx(expected[0], abs=1e-4),
+                                                  pytest.approx(expected[1], abs=1e-4)))
+
+
+def test_in_our_unit_knows_every_spelling_it_lists():
+    for spelling, symbol in units.SPELLINGS.items():
+        assert symbol in units.SYMBOLS, spelling
+    assert {unit for unit, _ in units.SYMBOLS.values()} <= {"°C", "%", "hPa", "lx", "µg/m³", "W/m²", "km/h", "mm",
+                                                           "cm", "m", "ppm", "°", "dB"}
+    assert api.in_our_unit(None, "Pa") == (None, "hPa")
+    assert api.in_our_unit(1.0, "furlong") == (None, None)

@@ -86,3 +86,25 @@ def test_request_uses_coordinates_and_base_url():
     assert query == {"lat": ["51.5710"], "lon": ["8.1060"], "max_dist": ["50000"]}
     by_station = brightsky.request(brightsky.Options(latitude=1, longitude=2, dwd_station_id="00707"), "http://x")
     assert by_station.params == {"dwd_station_id": "00707"}
+
+
+def test_sparse_sources_and_a_fallback_to_an_unlisted_source():
+    # The shape of real /current_weather answers as public clients test against them (issue #16, point 5): sources
+    # with only id and station_name (no dwd_station_id, lat, lon, distance), fallback_source_ids for single fields
+    # (as in a public Bright Sky client's test payload for Mittenwald), and a fallback id that the sources list
+    # lacks (a public Kotlin client handles "a station missing from the list"); radiation and sunshine null in
+    # the evening. Values ours.
+    readings = parse("sparse_sources.json")
+    assert set(readings) == brightsky.ADAPTER.fields
+    assert readings["temperature"].value == 8.6
+    assert readings["irradiance"].value is None
+    assert readings["pressure"].value is None
+    assert readings["condition"].value is None
+    assert readings["icon"].value == "partly-cloudy-day"
+    main, fallback = readings["temperature"].station, readings["wind_speed"].station
+    assert main is not None
+    assert fallback is not None
+    assert (main.name, main.id, main.latitude, main.distance_m) == ("Mittenwald-Buckelwie", "332569", None, None)
+    assert fallback.name == "Mittenwald/Obb."
+    assert readings["irradiance"].station is None  # its fallback source is not in the list
+    assert {r.observed_at for r in readings.values()} == {datetime(2026, 4, 19, 18, 0, tzinfo=UTC)}

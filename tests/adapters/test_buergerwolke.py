@@ -105,11 +105,15 @@ def test_nulls_and_missing_fields_become_none():
                        "illuminance": 48210.0, "uv_intensity": None}
 
 
-def test_non_numbers_are_dropped():
-    body = b'[{"latitude": 51.5712, "longitude": 8.1054, "temperature": "23.8", "lux": true, "uv": 1e999,' \
-           b' "pressure": 1' + b"0" * 400 + b"}]"
+def test_non_numbers_are_dropped_numeric_text_is_read():
+    # Numeric text counts (issue #16, point 5): the school project that polled this endpoint reads every field
+    # with Gson's getAsNumber(), which takes JSON numbers and numeric strings alike, and Node-RED flows often
+    # pass payload values as text. Booleans, infinities and absurdly long numbers stay out.
+    body = b'[{"latitude": "51.5712", "longitude": 8.1054, "temperature": "23.8", "lux": true, "uv": 1e999,' \
+           b' "humidity": "49,2", "pressure": 1' + b"0" * 400 + b"}]"
     readings = values({r.field: r for r in buergerwolke.parse(body, OPTS, NOW)})
-    assert set(readings.values()) == {None}
+    assert readings == {"temperature": 23.8, "humidity": None, "pressure": None, "precipitation": None,
+                        "illuminance": None, "uv_intensity": None}
 
 
 @pytest.mark.parametrize(("name", "kind"), [

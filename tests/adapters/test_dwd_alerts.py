@@ -170,3 +170,23 @@ def test_request_by_coordinates_or_warn_cell():
     assert dict(req.params) == {"lat": "51.5710", "lon": "8.1060"}
     by_cell = dwd_alerts.Options(latitude=51.571, longitude=8.106, warn_cell_id=805974040)
     assert dict(dwd_alerts.request(by_cell, "https://api.brightsky.dev").params) == {"warn_cell_id": "805974040"}
+
+
+def test_alerts_in_the_2023_shape_without_status():
+    # The shape of real /alerts answers from August 2023 that a public weewx extension keeps in its comments
+    # (issue #16, point 5): no "status" member (the API added it later), "instruction_de": null, category
+    # "health" for heat (event_code 247). Ids, texts and our warn cell are ours. Without a status an alert counts.
+    at = datetime(2023, 8, 26, 15, 0, tzinfo=UTC)
+    readings = parse("without_status.json", at)
+    got = values(readings)
+    # 15:00 UTC: the heat warning is active, the rain warning starts at 22:00.
+    assert (got["count"], got["highest_severity"], got["heat"], got["heavy_rain"]) == (1, "minor", True, False)
+    assert readings["count"].attributes["upcoming"][0]["event"] == "DAUERREGEN"
+    later = values(parse("without_status.json", datetime(2023, 8, 26, 23, 0, tzinfo=UTC)))
+    assert (later["count"], later["highest_severity"], later["heat"], later["heavy_rain"]) == (
+        1, "moderate", False, True)
+    warning = parse("without_status.json", datetime(2023, 8, 26, 23, 0, tzinfo=UTC))["headline"]
+    assert warning.value == "Amtliche WARNUNG vor DAUERREGEN"
+    assert warning.attributes["warnings"][0]["instruction"] is None
+    assert warning.station is not None
+    assert (warning.station.name, warning.station.id) == ("Stadt Soest", "805974040")

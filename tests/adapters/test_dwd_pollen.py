@@ -160,3 +160,23 @@ def test_request_url():
     assert not req.params
     assert dwd_pollen.request(OPTS, "https://opendata.dwd.de").url == \
         "https://opendata.dwd.de/climate_environment/health/alerts/s31fg.json"
+
+
+def test_file_with_an_empty_legend_and_another_configured_zone():
+    # Shape seen in a public Dart client's test fixture (a s31fg.json of 23 July with "legend": {} and
+    # "YYYY-MM-DD HH:MM Uhr" times) and in real files (partregion_id -1 with partregion_name "", "-1" for
+    # dayafter_to on weekdays); values ours. The legend is empty, so the built-in texts stand in; the issue
+    # time is German time even when the city is configured in UTC.
+    body = (FIXTURES / "dwd_pollen" / "summer_empty_legend.json").read_bytes()
+    opts = dwd_pollen.Options(latitude=51.571, longitude=8.106, timezone="UTC")
+    readings = parse(body, datetime(2026, 7, 23, 12, 0, tzinfo=UTC), opts)
+    assert {r.observed_at for r in readings.values()} == {datetime(2026, 7, 23, 9, 0, tzinfo=UTC)}
+    assert readings["graeser_today"].value == 2.5
+    assert readings["graeser_today_text"].value == "mittlere bis hohe Belastung"
+    assert readings["graeser_tomorrow"].value == 3.0
+    assert readings["beifuss_today_text"].value == "keine bis geringe Belastung"
+    berlin = parse(body, datetime(2026, 7, 23, 12, 0, tzinfo=UTC))["hasel_today"].observed_at
+    assert berlin == datetime(2026, 7, 23, 11, 0, tzinfo=BERLIN)
+    # A region without partregions by region_id.
+    brandenburg = dwd_pollen.Options(latitude=52.5, longitude=13.4, region_id=50, partregion_id=-1)
+    assert parse(body, datetime(2026, 7, 23, 12, 0, tzinfo=UTC), brandenburg)["birke_today"].value == 0.0

@@ -119,3 +119,27 @@ def test_request_url():
     assert not req.params
     assert dwd_uv.request(OPTS, "https://opendata.dwd.de").url == \
         "https://opendata.dwd.de/climate_environment/health/alerts/uvi.json"
+
+
+def test_last_update_is_german_time_not_utc():
+    # Decided from the file itself (issue #16, point 3): a public repository that commits uvi.json's fields
+    # every day (umweltinformationssysteme/dwd-uvi-nrw, data/uvi_nrw.json) fetched the file on 27 March 2026
+    # at 07:05:39 UTC and got last_update "2026-03-27T07:30:00" for forecast_day 2026-03-27. Read as UTC that
+    # issue lies 24 minutes after the fetch, which is impossible; read as German time (CET then) it is 06:30
+    # UTC. The stamp stays 07:30:00 across the change to summer time (29 March), as a job at 07:30 local time
+    # would. The shape of this fixture follows those captures (values ours; name/sender were not seen).
+    fetched = datetime(2026, 3, 27, 7, 5, 39, tzinfo=UTC)
+    readings = parse((FIXTURES / "dwd_uv" / "early_spring.json").read_bytes(), fetched)
+    assert {r.observed_at for r in readings.values()} == {datetime(2026, 3, 27, 6, 30, tzinfo=UTC)}
+    assert all(r.observed_at <= fetched for r in readings.values())  # UTC would be 07:30Z: "future"
+    assert values((FIXTURES / "dwd_uv" / "early_spring.json").read_bytes(), fetched) == {
+        "uv_today": 2, "uv_tomorrow": 2, "risk_today": "low"}
+    # In summer the same 07:30 is 05:30 UTC.
+    summer = {**fixture(), "forecast_day": "2026-07-02", "last_update": "2026-07-02T07:30:00"}
+    assert parse(summer, datetime(2026, 7, 2, 9, 0, tzinfo=UTC))["uv_today"].observed_at == datetime(
+        2026, 7, 2, 5, 30, tzinfo=UTC)
+
+
+def test_last_update_stays_german_time_in_another_configured_zone():
+    opts = dwd_uv.Options(latitude=51.571, longitude=8.106, timezone="UTC")
+    assert parse(fixture(), opts=opts)["uv_today"].observed_at == datetime(2026, 6, 21, 5, 45, tzinfo=UTC)

@@ -140,3 +140,18 @@ def test_municipality_ars_becomes_kreis_level():
 def test_invalid_ars_is_a_config_error(ars: str):
     with pytest.raises(ValidationError):
         nina.Options(latitude=51.571, longitude=8.106, ars=ars)
+
+
+def test_an_all_clear_sent_as_update_is_not_an_active_warning():
+    # Shape of real dashboard items (issue #16, point 5): payload.version/type/id/hash, payload.data with
+    # headline, provider, severity, urgency, msgType, transKeys.event and an area of type "ZGEM", "valid" present
+    # on some items and absent on others, severity "Unknown" for flood information, "sent" with an offset (as in
+    # the dashboard example of a public NINA client's documentation). A public client's tests note that the BBK
+    # does not always send a Cancel: the all-clear arrives as an Update titled "Entwarnung: ...". Ids and texts ours.
+    readings = parse("all_clear_as_update.json", now=datetime(2026, 6, 21, 14, 10, tzinfo=UTC))
+    got = values(readings)
+    assert got == {"count": 2, "highest_severity": "severe",
+                   "latest_headline": "Großbrand in Lippetal: Fenster und Türen geschlossen halten"}
+    cancelled = readings["count"].attributes["cancelled"]
+    assert [w["headline"] for w in cancelled] == ["Entwarnung: Gasaustritt in Soest-Ampen"]
+    assert [w["severity"] for w in readings["count"].attributes["warnings"]] == ["severe", "unknown"]

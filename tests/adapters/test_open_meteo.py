@@ -153,3 +153,21 @@ def test_request_url_and_params():
     other = open_meteo.request(open_meteo.Options(latitude=50, longitude=7, timezone="UTC"), "https://api.open-meteo.com")
     assert other.url == "https://api.open-meteo.com/v1/forecast"
     assert other.params["timezone"] == "UTC"
+
+
+def test_an_answer_in_the_legacy_current_weather_shape_keeps_the_hourly_values():
+    # Older API version (issue #16, point 5): many public clients and their tests still get "current_weather"
+    # (temperature, windspeed, weathercode, is_day) instead of "current"; hourly arrays end in nulls past the
+    # model's horizon and a variable can be null throughout. Values ours. Nothing from current_weather is taken
+    # (other names, other units), the radiation comes from the hourly hour that holds the fetch time.
+    readings = parse(fixture("legacy_current_weather.json"))
+    got = {k: r.value for k, r in readings.items()}
+    assert got["temperature"] is None
+    assert got["cloud_cover"] is None
+    assert got["is_day"] is None
+    assert got["shortwave_radiation"] == 610.0  # the hour 14:00-15:00 CEST holds the fetch time, 14:41
+    assert readings["shortwave_radiation"].attributes["source"] == "hourly"
+    assert got["diffuse_radiation"] is None
+    assert got["max_gust_3h"] == 8.3
+    assert readings["mean_radiation_3h"].attributes["hours"] == 4
+    assert readings["temperature"].observed_at == NOW   # no current.time: the fetch time

@@ -73,11 +73,38 @@ def test_station_by_name_in_a_list_and_other_timeseries():
     assert parse("normal.json", opts)["water_level_nn"].value == 62.71
     by_number = pegelonline.Options(latitude=51.571, longitude=8.106, station="48900237")
     assert parse("station.json", by_number)["water_level"].value == 323
-    # A configured timeseries the gauge lacks is not found, whatever the station.
-    missing = pegelonline.Options(latitude=51.571, longitude=8.106, station="EITZE", timeseries="LT")
-    with pytest.raises(ParseError) as info:
-        parse("station.json", missing)
-    assert info.value.kind == "not_found"
+    # The timeseries is matched without case.
+    lower = pegelonline.Options(latitude=51.571, longitude=8.106, station="EITZE", timeseries="w")
+    assert parse("station.json", lower)["water_level"].value == 323
+
+
+# The next two fixtures follow the shape of a public PEGELONLINE client's test data (aiopegelonline: a
+# bridge station "HANAU BRÜCKE DFH" whose only timeseries is DFH in cm with a gauge zero and no coordinates;
+# Würzburg with W "WASSERSTAND ROHDATEN" beside LT, WT, VA, O2, PH, Q, currentMeasurement without trend),
+# with our own uuids and values.
+def test_a_clearance_height_is_never_a_water_level():
+    # Before: timeseries DFH turned 702 cm under the bridge into 113.52 m "above sea level".
+    with pytest.raises(ValidationError) as info:
+        pegelonline.Options(latitude=50.13, longitude=8.92, station="07374faf-0000-4000-8000-adc0e0784c4b",
+                            timeseries="DFH")
+    assert "not a water-level timeseries" in str(info.value)
+    for other in ("Q", "WT", "LT"):
+        with pytest.raises(ValidationError):
+            pegelonline.Options(latitude=50.13, longitude=8.92, timeseries=other)
+    # The bridge gauge has no W: with the default it is not found, and nothing is published as a level.
+    opts = pegelonline.Options(latitude=50.13, longitude=8.92, station="07374faf-0000-4000-8000-adc0e0784c4b")
+    with pytest.raises(ParseError) as raised:
+        parse("bridge_clearance.json", opts)
+    assert raised.value.kind == "not_found"
+
+
+def test_the_water_level_series_among_others_at_one_gauge():
+    # DFH comes first and uses the same unit and gauge zero; the W series is the one read.
+    opts = pegelonline.Options(latitude=49.79, longitude=9.93, station="915d76e1-0000-4000-8000-4d144cd771cc")
+    readings = parse("several_series.json", opts)
+    assert values(readings) == {"water_level": 162, "water_level_nn": 166.131, "trend": None, "state": "normal"}
+    assert readings["water_level"].attributes["timeseries"] == "WASSERSTAND ROHDATEN"
+    assert readings["water_level"].observed_at == datetime(2025, 6, 21, 10, 0, tzinfo=UTC)
 
 
 def test_disturbed_gauge_keeps_its_state_and_comment():

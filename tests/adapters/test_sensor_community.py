@@ -127,3 +127,51 @@ def test_request_url():
     assert req.params == {}
     wide = sc.Options(latitude=51.571, longitude=8.106, radius_km=2.5)
     assert sc.request(wide, "http://x").url == "http://x/airrohr/v1/filter/area=51.5710,8.1060,2.5"
+
+
+def test_mixed_sensor_types_use_only_mass_concentrations():
+    # The shape of a real response (issue #16): several sensor types in one answer. The PPD42NS entries copy the
+    # shape of a 2018 capture in a public luftdaten-to-PostgreSQL script (durP1/durP2/ratioP1/ratioP2 beside P1/P2,
+    # P1 "972.68" counts per 0.01 ft³; location without indoor/exact_location, sensor without pin, no
+    # sampling_rate), values ours. Before the type table, the median of 9.2, 10.4, 494.3 and 612.9 was 252 µg/m³,
+    # with one PPD42NS fewer 494.
+    got = readings((FIXTURES / "sensor_community" / "mixed_types.json").read_bytes())
+    assert got["pm10"].value == pytest.approx(9.8)   # SDS011 9.20 and PMS7003 10.40
+    assert got["pm25"].value == pytest.approx(5.7)
+    assert got["pm10"].attributes["sensors_used"] == 2
+    assert got["pm10"].attributes["not_mass_concentration_dropped"] == {
+        "count": 2, "sensor_ids": [7102, 7103], "sensor_types": ["PPD42NS"]}
+    assert got["pm25"].attributes["not_mass_concentration_dropped"]["count"] == 2
+    # Temperature, humidity and pressure do not depend on the type; pressure_at_sealevel is not our pressure.
+    assert got["temperature"].value == pytest.approx(21.65)
+    assert got["pressure"].value == pytest.approx(1003.2)
+    assert "not_mass_concentration_dropped" not in got["temperature"].attributes
+    # The PPD42NS sensors count nowhere: they sent nothing we use.
+    assert got["sensor_count"].value == 4
+
+
+@pytest.mark.parametrize(("sensor", "dropped_as"), [
+    ({"id": 1, "sensor_type": {"id": 14, "name": "SDS011"}}, None),
+    ({"id": 1, "sensor_type": {"name": "sds021"}}, None),            # matched without case
+    ({"id": 1, "sensor_type": {"name": "NextPM"}}, None),
+    ({"id": 1, "sensor_type": {"name": "HPM"}}, None),
+    ({"id": 1, "sensor_type": {"name": "PPD42NS"}}, "PPD42NS"),
+    ({"id": 1, "sensor_type": {"name": "GP2Y1010"}}, "GP2Y1010"),   # a type whose unit we do not know
+    ({"id": 1, "sensor_type": None}, "unknown"),
+    ({"id": 1}, "unknown"),                                           # type not named at all
+])
+def test_pm_counts_only_from_listed_types(sensor: dict[str, Any], dropped_as: str | None):
+    item = entry(1, {"P1": "12.00", "P2": "7.00", "temperature": "20.0"})
+    item["sensor"] = sensor
+    got = readings(encode(item))
+    dropped = got["pm10"].attributes["not_mass_concentration_dropped"]
+    assert got["pm10"].value == (12.0 if dropped_as is None else None)
+    assert dropped == ({"count": 0, "sensor_ids": [], "sensor_types": []} if dropped_as is None
+                       else {"count": 1, "sensor_ids": [1], "sensor_types": [dropped_as]})
+    assert got["temperature"].value == 20.0  # temperature is read whatever the type
+
+
+def test_every_listed_type_is_a_known_pm_sensor():
+    assert {"sds011", "sds021", "pms1003", "pms3003", "pms5003", "pms6003", "pms7003", "hpm", "sps30", "nextpm"} \
+        == sc.MASS_PM_TYPES
+    assert "ppd42ns" not in sc.MASS_PM_TYPES

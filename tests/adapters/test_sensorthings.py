@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,7 +36,7 @@ def test_normal_response_gives_each_alias_its_latest_observation():
     assert readings["illuminance"].observed_at == stamp
     assert readings["temperature"].observed_at == stamp  # the end of "10:10/10:20"
     assert readings["illuminance"].attributes == {"datastream": "Beleuchtungsstärke", "upstream_unit": "lx",
-                                                  "datastream_id": "42"}
+                                                  "datastream_id": "42", "unit": "lx"}
     assert readings["temperature"].attributes["upstream_unit"] == "°C"
     assert readings["precipitation"].attributes["note"] == "no Observation yet"
     assert readings["precipitation"].observed_at == NOW
@@ -142,7 +143,7 @@ def test_pushed_observation_is_read_like_the_polled_one():
     assert reading.observed_at == datetime(2025, 6, 21, 10, 30, tzinfo=UTC)
     assert reading.station == polled.station  # the push carries no Thing: the poll's station
     assert reading.attributes == polled.attributes == {"datastream": "Lufttemperatur", "upstream_unit": "°C",
-                                                       "datastream_id": "43"}
+                                                       "datastream_id": "43", "unit": "°C"}
 
 
 def test_pushed_observation_of_a_datastream_polled_without_observations_drops_the_note():
@@ -179,3 +180,55 @@ def test_pushed_observation_without_usable_time_falls_back_to_now(body: bytes):
 def test_invalid_mqtt_options_are_refused(bad: dict[str, object]):
     with pytest.raises(ValidationError):
         sensorthings.Options(latitude=51.571, longitude=8.106, mqtt=bad)
+
+
+WILD = {"temperature": "Lufttemperatur", "case_temperature": "Temperatur Gehäuse", "pressure": "Luftdruck",
+        "rain_rate": "Niederschlagsintensität", "passers_by": "Passanten", "pm10": "Feinstaub PM10",
+        "wind_speed": "Windgeschwindigkeit"}
+
+
+def test_a_paged_thing_with_a_polygon_location_and_units_as_servers_write_them():
+    # The shape of real FROST answers (issue #16, points 1, 4, 5): "@iot.nextLink" for the next Thing and
+    # "Datastreams@iot.nextLink" for expanded Datastreams beyond the server's page (as Hamburg's Urban Data Hub
+    # documents for its FROST server), @iot.selfLink/navigationLink members, "resultTime": null, a result sent as
+    # text, unitOfMeasurement with name/symbol/definition (UCUM), "C" for Celsius with a QUDT definition (a
+    # public SensorThings setup script), a null unit for a count, and the Location as a GeoJSON Feature holding
+    # a building's Polygon. Values, names and ids are ours.
+    opts = sensorthings.Options(latitude=51.571, longitude=8.106, datastreams=WILD)
+    readings = parse("paged_polygon_units.json", opts)
+    values = {k: r.value for k, r in readings.items()}
+    assert values == {"temperature": 18.4, "case_temperature": None, "pressure": pytest.approx(1002.3),
+                      "rain_rate": None, "passers_by": 212.0, "pm10": 11.2, "wind_speed": None}
+    attrs = {k: r.attributes for k, r in readings.items()}
+    assert (attrs["pressure"]["upstream_unit"], attrs["pressure"]["unit"]) == ("Pa", "hPa")
+    assert attrs["pm10"]["unit"] == "µg/m³"
+    # Units we do not know are refused with the reason, not guessed ("C" is coulomb in SI; mm/h is a rate).
+    assert attrs["case_temperature"]["refused"] == "unit 'C' is not one we know; the value is not published"
+    assert "'mm/h'" in attrs["rain_rate"]["refused"]
+    assert attrs["passers_by"]["unit"] is None
+    assert "refused" not in attrs["passers_by"]
+    # A Datastream not on the first page is said to be so.
+    assert attrs["wind_speed"]["note"] == "no Datastream of this name on the first page (the server pages them)"
+    # The polygon's centroid stands in for the Thing's position.
+    station = readings["temperature"].station
+    assert station is not None
+    assert (station.latitude, station.longitude) == (pytest.approx(52.2799), pytest.approx(8.0472))
+    assert station.distance_m == pytest.approx(79_200, rel=0.01)
+
+
+@pytest.mark.parametrize(("symbol", "result", "expected"), [
+    ("K", 293.15, (20.0, "°C")), ("°F", 68, (20.0, "°C")), ("degC", 20, (20.0, "°C")), ("Cel", 20, (20.0, "°C")),
+    ("klx", 48.2, (48200.0, "lx")), ("lux", 480, (480.0, "lx")), ("μg/m³", 9, (9.0, "µg/m³")),  # Greek mu
+    ("mg/m³", 0.012, (12.0, "µg/m³")), ("m/s", 5, (18.0, "km/h")), ("mbar", 1003, (1003.0, "hPa")),
+    ("W/m2", 512, (512.0, "W/m²")), (" % ", 48, (48.0, "%")),
+    ("C", 20, (None, None)), ("cd", 300, (None, None)), ("ppb", 12, (None, None)),
+])
+def test_units_are_converted_to_ours_or_refused(symbol: str, result: float, expected: tuple[object, object]):
+    body = {"value": [{"@iot.id": 1, "Datastreams": [{"name": "Lufttemperatur", "unitOfMeasurement": {"symbol": symbol},
+            "Observations": [{"phenomenonTime": "2025-06-21T10:20:00Z", "result": result}]}]}]}
+    opts = sensorthings.Options(latitude=51.571, longitude=8.106, datastreams={"value": "Lufttemperatur"})
+    reading = sensorthings.parse(json.dumps(body).encode(), opts, NOW)[0]
+    value, unit = expected
+    assert reading.attributes["unit"] == unit
+    assert reading.value == (None if value is None else pytest.approx(value))
+    assert ("refused" in reading.attributes) is (unit is None)

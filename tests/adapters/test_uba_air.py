@@ -156,3 +156,16 @@ def test_request_url_and_params():
     assert uba_air.request(server_hour, "http://x").params == {"station": "1234"}
     # Before the lookup has run there is no id yet; the URL (what the end-to-end test serves) is the same.
     assert uba_air.request(CITY, "http://x").url == "http://x/airquality/json"
+
+
+def test_a_window_across_midnight_with_an_incomplete_first_hour():
+    # The shape public scripts fetch (issue #16, point 5): a window from yesterday hour 1 to today hour 24 (as a
+    # DENI062 script asks, reading keys as CET hour starts and the 4th element of a component as a decimal
+    # string), a "count" member, and the first hour of the new day incomplete, without PM10 and PM2.5 yet.
+    got = readings(fixture("across_midnight.json"))
+    values = {k: r.value for k, r in got.items()}
+    assert values == {"pm10": None, "pm25": None, "no2": 16, "o3": 55, "index": 0, "index_text": "very_good"}
+    # 00:00 CET on 21 June is 23:00 UTC on the 20th, whatever the summer time says.
+    assert {r.observed_at for r in got.values()} == {datetime(2025, 6, 20, 23, 0, tzinfo=UTC)}
+    assert got["index"].attributes["incomplete"] is True
+    assert got["pm10"].attributes["component_id"] is None

@@ -238,6 +238,7 @@ def test_empty_calendar_gives_none_for_every_field():
     ("", "DTSTAMP:20261120T000000Z", datetime(2026, 11, 20, 0, 0, tzinfo=UTC)),
     ("", "DTSTAMP:20301231T000000Z", NOW),                        # from the future: capped at now
     ("", "DTSTAMP:yesterday", NOW),
+    ("", "DTSTAMP:20261120T060000", datetime(2026, 11, 20, 6, 0, tzinfo=UTC)),  # RFC 5545: always UTC
 ])
 def test_observed_at_is_the_newest_dtstamp(head: str, stamp: str, observed: datetime):
     body = calendar(f"SUMMARY:Bio\nDTSTART:20261201\n{stamp}", head=head)
@@ -292,3 +293,19 @@ def test_fields_follow_the_configured_types():
     opts = waste_calendar.Options(latitude=51.571, longitude=8.106, street_id=1, types={"glass": "Glas"})
     assert adapter.fields_for(opts) == {"glass_next", "glass_days", "glass_tomorrow"}
     assert adapter.fields_for(OPTS) == adapter.fields
+
+
+def test_feeds_in_the_shapes_seen_in_the_wild():
+    # Issue #16, point 5: shapes from German waste feeds pasted into public issue reports of a Home Assistant
+    # waste-collection integration: SUMMARY;LANGUAGE=de:..., a VALARM with TRIGGER:-P0DT0H0M0S,
+    # X-MICROSOFT-CDO-BUSYSTATUS, STATUS:CONFIRMED and DTEND the next day (AWISTA Starnberg); "DTSTART:20220712", a
+    # date without VALUE=DATE, no DTEND, PRODID "Müllkalender" and a DESCRIPTION folded with two spaces (an
+    # "Abfall App" feed). Dates, UIDs and texts ours.
+    opts = waste_calendar.Options(latitude=51.571, longitude=8.106, street_id=1,
+                                  types={"residual": "Rest", "bio": "Bio", "paper": "Papier", "packaging": "Gelbe"})
+    readings = parse(fixture("wild.ics"), opts=opts)
+    got = {k: r.value for k, r in readings.items()}
+    assert (got["paper_days"], got["packaging_tomorrow"], got["residual_days"], got["bio_days"]) == (0, True, 5, 8)
+    assert readings["residual_next"].attributes["summary"] == "Restabfall"
+    assert readings["paper_next"].attributes["summary"] == "Papiertonne"  # the LANGUAGE parameter is not text
+    assert {r.observed_at for r in readings.values()} == {datetime(2026, 11, 20, 3, 17, 42, tzinfo=UTC)}
