@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from gateway.catalog import SourceSpec
@@ -45,6 +46,7 @@ class Publisher:
             self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
             log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
         self._count(key, outcome)
+        self._age(key, outcome)
         for topic, payload in outcome.diagnostics:
             self.link.publish(topic, payload, TopicClass.DIAGNOSTIC)
         if outcome.online is not None:
@@ -67,8 +69,21 @@ class Publisher:
         if outcome.fetched_at is not None:
             self.metrics.last_success.labels(source=key).set(outcome.fetched_at.timestamp())
 
+    def _age(self, key: str, outcome: Outcome) -> None:
+        """Data age and, for a run with news, how late its newest observation reached the broker."""
+        self.metrics.data_age.set(key, outcome.newest)
+        if not outcome.news or outcome.newest is None:
+            return
+        now = time.time()
+        self.metrics.publish_delay.labels(source=key).observe(max(0.0, now - outcome.newest.timestamp()))
+        if outcome.modified is not None:
+            self.metrics.publish_delay_modified.labels(source=key).observe(
+                max(0.0, now - outcome.modified.timestamp()))
+
     def heartbeat(self, spec: SourceSpec, store: Store, mono: float, now: datetime) -> None:
         """Re-send unchanged fresh states; stop keeping stale ones for the next connect."""
+        # Also the data age of values restored from the data directory, before their first fetch.
+        self.metrics.data_age.set(spec.key, store.newest_observed(spec))
         due = store.due_for_heartbeat((spec,), mono, now)
         self.link.publish_many(due, TopicClass.STATE, self.expiry(spec))
         self.lifetimes.sent(spec, due)

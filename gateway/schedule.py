@@ -1,20 +1,24 @@
-"""APScheduler triggers from a source's schedule, with standard crontab weekday numbers."""
+"""APScheduler triggers from a source's schedule, with standard crontab weekday numbers, and aligned polling."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from gateway.rhythm import Rhythm, Sighting
+
 if TYPE_CHECKING:
     from gateway.catalog import Catalog, SourceSpec
+    from gateway.runs import Outcome
 
 # crontab counts weekdays from Sunday = 0 (and 7); APScheduler 3 from Monday = 0. Names avoid the trap.
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -78,3 +82,51 @@ def start_scheduler(catalog: Catalog, run_source: Callable[[str], Awaitable[None
     scheduler.add_job(tick, IntervalTrigger(seconds=every), id="_tick", max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
+
+
+# fetched_at is cut to whole seconds: the run began up to a second after it.
+FETCHED_AT_SLACK = 1.0
+
+
+class Aligner:
+    """Aligned polling: after each run of an `every` source, its next run moves to just after the
+    moment upstream is expected to have news (``gateway.rhythm``). Without a learned rhythm the
+    job keeps its plain interval. Never sooner than ``every`` after the last run, so a source
+    makes no more requests than its plain schedule.
+    """
+
+    def __init__(self, catalog: Catalog, rng: random.Random | None = None) -> None:
+        rng = rng or random.Random()
+        self.rhythms: dict[str, Rhythm] = {
+            key: Rhythm(spec.config.effective_cadence(), spec.interval, rng.uniform(0, spec.config.effective_jitter()))
+            for key, spec in catalog.sources.items() if spec.config.aligned()}
+
+    def next_run(self, key: str, outcome: Outcome) -> datetime | None:
+        """Learn from a finished run; when the next run should be, or None for the plain schedule."""
+        rhythm = self.rhythms.get(key)
+        if rhythm is None or outcome.fetched_at is None or outcome.result not in ("ok", "not_modified"):
+            return None
+        at = outcome.fetched_at.timestamp()
+        rhythm.note(Sighting(at, outcome.newest.timestamp() if outcome.newest else None, outcome.news,
+                             outcome.modified.timestamp() if outcome.modified else None))
+        plan = rhythm.plan(at + FETCHED_AT_SLACK)
+        return datetime.fromtimestamp(plan.at, UTC) if plan is not None else None
+
+    def after_run(self, scheduler: AsyncIOScheduler | None, key: str, outcome: Outcome) -> None:
+        """Move the source's job to its aligned time, if it has one."""
+        when = self.next_run(key, outcome)
+        job = scheduler.get_job(key) if scheduler is not None and when is not None else None
+        if job is not None:
+            job.modify(next_run_time=when)
+
+    def describe(self, key: str) -> dict[str, Any]:
+        """For /api/status: the mode and, for an aligned source, what its rhythm learned."""
+        rhythm = self.rhythms.get(key)
+        if rhythm is None:
+            return {"mode": "off"}
+        info: dict[str, Any] = {"mode": "auto", **rhythm.describe()}
+        stamp = info.pop("next_stamp")
+        lag = info["lag_s"]
+        info["next_update"] = datetime.fromtimestamp(stamp + lag, UTC).isoformat(timespec="seconds") \
+            if stamp is not None and lag is not None and info["state"] == "aligned" else None
+        return info

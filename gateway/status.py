@@ -30,6 +30,7 @@ class View:
     next_run: Callable[[str], datetime | None]
     instance: str = ""
     role: str = "active"  # "standby": another instance publishes (gateway.lease)
+    align: Callable[[str], dict[str, Any]] = lambda key: {"mode": "off"}  # gateway.schedule.Aligner.describe
 
 
 def snapshot(view: View) -> dict[str, Any]:
@@ -41,6 +42,7 @@ def snapshot(view: View) -> dict[str, Any]:
     entities: list[dict[str, Any]] = []
     for key, spec in view.catalog.sources.items():
         state = view.sources[key]
+        newest = view.store.newest_observed(spec)
         sources[key] = {
             "name": spec.device_name,
             "adapter": spec.adapter.name,
@@ -53,6 +55,10 @@ def snapshot(view: View) -> dict[str, Any]:
             "requests": state.runs,
             "errors": state.errors_total,
             "max_age_s": spec.max_age,
+            "newest_observed": iso(newest),
+            "data_age_s": round((now - newest).total_seconds()) if newest is not None else None,
+            "cadence_s": spec.config.effective_cadence(),
+            "align": view.align(key),
         }
         entities.extend(_entity_rows(spec, view.store, now))
     return {
@@ -187,8 +193,9 @@ PAGE = """<!doctype html>
 <span id="updated"></span></header>
 <main>
 <h2>Sources</h2>
-<table id="sources"><thead><tr><th>Source</th><th>Status</th><th>Last fetch</th><th>Next run</th>
-<th>Requests</th><th>Errors</th><th>Last error</th></tr></thead><tbody></tbody></table>
+<table id="sources"><thead><tr><th>Source</th><th>Status</th><th>Data age</th><th>Cadence</th>
+<th>Polling</th><th>Last fetch</th><th>Next run</th><th>Requests</th><th>Errors</th><th>Last error</th></tr></thead>
+<tbody></tbody></table>
 <h2>Entities</h2>
 <table id="entities"><thead><tr><th>Entity</th><th>Value</th><th>Unit</th><th>Age</th><th>Topic</th>
 <th>Home Assistant</th></tr></thead><tbody></tbody></table>
@@ -214,6 +221,12 @@ function age(s) {
   return Math.round(s / 3600) + " h";
 }
 function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
+// "aligned, lag 4.9 min": fetches follow upstream's learned rhythm; otherwise the plain interval.
+function polling(a) {
+  if (!a || a.mode === "off") return "interval";
+  if (a.state !== "aligned") return "interval (" + a.state + ")";
+  return "aligned, lag " + age(Math.round(a.lag_s));
+}
 function render(st) {
   $("version").textContent = "v" + st.version + " · " + st.city + (st.role === "standby" ? " · standby" : "");
   const b = st.broker;
@@ -228,6 +241,8 @@ function render(st) {
     const row = sources.insertRow(); row.id = "source-" + key; row.dataset.status = s.status;
     cell(row, s.name + " (" + key + ")");
     cell(row, s.status, s.status);
+    cell(row, age(s.data_age_s), "num age" + (s.data_age_s > s.max_age_s ? " stale" : ""));
+    cell(row, age(s.cadence_s), "num"); cell(row, polling(s.align), "polling");
     cell(row, when(s.last_fetch)); cell(row, when(s.next_run));
     cell(row, s.requests, "num"); cell(row, s.errors, "num"); cell(row, s.last_error, "err");
   }
