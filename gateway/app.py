@@ -267,7 +267,7 @@ class Gateway:
         if self.scheduler is None:  # stepped down while this fetch ran
             return
         self._dirty |= self.publisher.publish(spec, outcome)
-        self.aligner.after_run(self.scheduler, key, outcome)
+        self.aligner.after_run(self.scheduler, key, outcome, state.last_run)
         self.first_runs.done(key, self.store)
 
     def _collect(self, spec: SourceSpec, state: SourceState, fetched_at: datetime) -> Collected:

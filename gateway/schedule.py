@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -84,9 +85,6 @@ def start_scheduler(catalog: Catalog, run_source: Callable[[str], Awaitable[None
     return scheduler
 
 
-# fetched_at is cut to whole seconds: the run began up to a second after it.
-FETCHED_AT_SLACK = 1.0
-
 
 class Aligner:
     """Aligned polling: after each run of an `every` source, its next run moves to just after the
@@ -101,20 +99,20 @@ class Aligner:
             key: Rhythm(spec.config.effective_cadence(), spec.interval, rng.uniform(0, spec.config.effective_jitter()))
             for key, spec in catalog.sources.items() if spec.config.aligned()}
 
-    def next_run(self, key: str, outcome: Outcome) -> datetime | None:
-        """Learn from a finished run; when the next run should be, or None for the plain schedule."""
+    def next_run(self, key: str, outcome: Outcome, started: float) -> datetime | None:
+        """Learn from a run that began at ``started`` (Unix time); when the next should begin, or None
+        for the plain schedule. (``outcome.fetched_at`` is cut to the second: too coarse for the budget.)"""
         rhythm = self.rhythms.get(key)
-        if rhythm is None or outcome.fetched_at is None or outcome.result not in ("ok", "not_modified"):
+        if rhythm is None or outcome.result not in ("ok", "not_modified"):
             return None
-        at = outcome.fetched_at.timestamp()
-        rhythm.note(Sighting(at, outcome.newest.timestamp() if outcome.newest else None, outcome.news,
+        rhythm.note(Sighting(started, outcome.newest.timestamp() if outcome.newest else None, outcome.news,
                              outcome.modified.timestamp() if outcome.modified else None))
-        plan = rhythm.plan(at + FETCHED_AT_SLACK)
+        plan = rhythm.plan(started)
         return datetime.fromtimestamp(plan.at, UTC) if plan is not None else None
 
-    def after_run(self, scheduler: AsyncIOScheduler | None, key: str, outcome: Outcome) -> None:
-        """Move the source's job to its aligned time, if it has one."""
-        when = self.next_run(key, outcome)
+    def after_run(self, scheduler: AsyncIOScheduler | None, key: str, outcome: Outcome, started_mono: float) -> None:
+        """Move the source's job to its aligned time, if it has one; ``started_mono``: time.monotonic() at the start."""
+        when = self.next_run(key, outcome, time.time() - (time.monotonic() - started_mono))
         job = scheduler.get_job(key) if scheduler is not None and when is not None else None
         if job is not None:
             job.modify(next_run_time=when)
