@@ -97,6 +97,12 @@ def test_api_status_and_readiness(running, broker: Mosquitto):
     assert st["sources"]["brightsky"]["last_fetch"]
     assert st["sources"]["brightsky"]["next_run"]
     assert st["sources"]["brightsky"]["requests"] >= 1
+    # Data age and the expected cadence; aligned polling is still learning after one fetch.
+    assert 0 <= st["sources"]["brightsky"]["data_age_s"] <= 60
+    assert st["sources"]["brightsky"]["newest_observed"]
+    assert st["sources"]["brightsky"]["cadence_s"] == 600
+    assert st["sources"]["brightsky"]["align"]["mode"] == "auto"
+    assert st["sources"]["brightsky"]["align"]["state"] == "learning"
     temperature = next(e for e in st["entities"] if e["source"] == "brightsky" and e["key"] == "temperature")
     assert temperature["value"] == "24.3"
     assert temperature["unit"] == "°C"
@@ -160,6 +166,8 @@ def test_status_page_in_headless_chromium(running_fast, tmp_path: Path, upstream
     assert "24.3" in dom  # the temperature, rendered by the page's own script from /api/status
     assert "soest/brightsky/temperature" in dom
     assert "<code>sensor.soest_brightsky_temperature</code>" in dom  # so an operator finds it in HA
+    assert '<td class="polling">interval (learning)</td>' in dom  # aligned polling has one stamp so far
+    assert '<td class="num">2 s</td>' in dom  # the cadence (every: 2s)
     assert (ARTIFACTS / "status-page.png").stat().st_size > 1000
     linked = chromium_dom(url + "?ha=http://ha.example:8123/", tmp_path / "profile-ha")
     assert '<a href="http://ha.example:8123/history?entity_id=sensor.soest_brightsky_temperature">' \
