@@ -7,7 +7,7 @@ moment of publication (HTTP dates: whole seconds). The gateway fetches it
 - **fixed**: every ``cadence`` seconds from a random start, plus APScheduler's jitter (0 to the
   source's default jitter, 30 s at 10 min), as today's schedule does;
 - **aligned**: as planned by ``gateway.rhythm.Rhythm``, the code the gateway's scheduler runs
-  (``gateway.schedule.Aligner`` feeds it each fetch's outcome the same way), once learning from
+  (``gateway.schedule.aligned_run`` feeds it each run's outcome the same way), once learning from
   ``Last-Modified`` and once from ``observed_at`` alone (an upstream without Last-Modified).
 
 The simulation runs in **virtual time** (no sleeping, no network): days of fetches in a second.

@@ -38,7 +38,7 @@ from gateway.publisher import Publisher
 from gateway.refresh import RefreshButton, is_press
 from gateway.runs import SourceState
 from gateway.saved import SavedValues
-from gateway.schedule import Aligner, start_scheduler
+from gateway.schedule import realign, start_scheduler
 from gateway.standby import Identity
 from gateway.store import Store
 
@@ -66,7 +66,6 @@ class Gateway:
         self.started_at = datetime.now(UTC).replace(microsecond=0)
         self.started_mono = time.monotonic()
         self.scheduler: AsyncIOScheduler | None = None
-        self.aligner = Aligner(catalog)
         self.announced = asyncio.Event()
         self._http_host = http_host
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -191,8 +190,7 @@ class Gateway:
 
         def view() -> status.View:
             return status.View(self.catalog, self.sources, self.store, self.link, self.started_at,
-                               self.started_mono, self._next_run, self.me.instance, self.roles.role,
-                               self.aligner.describe)
+                               self.started_mono, self._next_run, self.me.instance, self.roles.role)
 
         return status.routes(lambda: on_loop(lambda: status.snapshot(view())), lambda: on_loop(lambda: None))
 
@@ -267,7 +265,7 @@ class Gateway:
         if self.scheduler is None:  # stepped down while this fetch ran
             return
         self._dirty |= self.publisher.publish(spec, outcome)
-        self.aligner.after_run(self.scheduler, key, outcome, state.last_run)
+        realign(self.scheduler, spec, state, outcome)
         self.first_runs.done(key, self.store)
 
     def _collect(self, spec: SourceSpec, state: SourceState, fetched_at: datetime) -> Collected:

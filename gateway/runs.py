@@ -23,6 +23,7 @@ from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, http_date, 
 from gateway.payloads import encode_value, iso
 from gateway.pipeline import Collected, collect, parse
 from gateway.records import Reading
+from gateway.rhythm import Rhythm
 from gateway.store import Outgoing, Store
 
 log = logging.getLogger("gateway.app")
@@ -46,6 +47,7 @@ class SourceState:
     body: bytes | None = None
     url: str = ""
     last_run: float = float("-inf")  # time.monotonic() when the last run started
+    rhythm: Rhythm | None = None  # upstream's learned update rhythm, for aligned polling (gateway.schedule)
 
 
 @dataclass(slots=True)

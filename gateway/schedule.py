@@ -19,7 +19,7 @@ from gateway.rhythm import Rhythm, Sighting
 
 if TYPE_CHECKING:
     from gateway.catalog import Catalog, SourceSpec
-    from gateway.runs import Outcome
+    from gateway.runs import Outcome, SourceState
 
 # crontab counts weekdays from Sunday = 0 (and 7); APScheduler 3 from Monday = 0. Names avoid the trap.
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -86,45 +86,47 @@ def start_scheduler(catalog: Catalog, run_source: Callable[[str], Awaitable[None
 
 
 
-class Aligner:
-    """Aligned polling: after each run of an `every` source, its next run moves to just after the
-    moment upstream is expected to have news (``gateway.rhythm``). Without a learned rhythm the
-    job keeps its plain interval. Never sooner than ``every`` after the last run, so a source
-    makes no more requests than its plain schedule.
-    """
+def rhythm_of(spec: SourceSpec, state: SourceState, rng: random.Random | None = None) -> Rhythm | None:
+    """The source's learned rhythm (made at its first run), or None when its schedule is not aligned."""
+    if not spec.config.aligned():
+        return None
+    if state.rhythm is None:
+        # The jitter is drawn once: a gateway keeps its moment, and gateways spread over the jitter.
+        offset = (rng or random.Random()).uniform(0, spec.config.effective_jitter())
+        state.rhythm = Rhythm(spec.config.effective_cadence(), spec.interval, offset)
+    return state.rhythm
 
-    def __init__(self, catalog: Catalog, rng: random.Random | None = None) -> None:
-        rng = rng or random.Random()
-        self.rhythms: dict[str, Rhythm] = {
-            key: Rhythm(spec.config.effective_cadence(), spec.interval, rng.uniform(0, spec.config.effective_jitter()))
-            for key, spec in catalog.sources.items() if spec.config.aligned()}
 
-    def next_run(self, key: str, outcome: Outcome, started: float) -> datetime | None:
-        """Learn from a run that began at ``started`` (Unix time); when the next should begin, or None
-        for the plain schedule. (``outcome.fetched_at`` is cut to the second: too coarse for the budget.)"""
-        rhythm = self.rhythms.get(key)
-        if rhythm is None or outcome.result not in ("ok", "not_modified"):
-            return None
-        rhythm.note(Sighting(started, outcome.newest.timestamp() if outcome.newest else None, outcome.news,
-                             outcome.modified.timestamp() if outcome.modified else None))
-        plan = rhythm.plan(started)
-        return datetime.fromtimestamp(plan.at, UTC) if plan is not None else None
+def aligned_run(spec: SourceSpec, state: SourceState, outcome: Outcome, started: float) -> datetime | None:
+    """Aligned polling: learn from a run that began at ``started`` (Unix time); when the next should
+    begin, just after upstream's expected update, or None for the plain schedule. Never sooner than
+    ``every`` after this run (gateway.rhythm). ``outcome.fetched_at`` is cut to the second: too
+    coarse for that bound, hence ``started``."""
+    rhythm = rhythm_of(spec, state)
+    if rhythm is None or outcome.result not in ("ok", "not_modified"):
+        return None
+    rhythm.note(Sighting(started, outcome.newest.timestamp() if outcome.newest else None, outcome.news,
+                         outcome.modified.timestamp() if outcome.modified else None))
+    plan = rhythm.plan(started)
+    return datetime.fromtimestamp(plan.at, UTC) if plan is not None else None
 
-    def after_run(self, scheduler: AsyncIOScheduler | None, key: str, outcome: Outcome, started_mono: float) -> None:
-        """Move the source's job to its aligned time, if it has one; ``started_mono``: time.monotonic() at the start."""
-        when = self.next_run(key, outcome, time.time() - (time.monotonic() - started_mono))
-        job = scheduler.get_job(key) if scheduler is not None and when is not None else None
-        if job is not None:
-            job.modify(next_run_time=when)
 
-    def describe(self, key: str) -> dict[str, Any]:
-        """For /api/status: the mode and, for an aligned source, what its rhythm learned."""
-        rhythm = self.rhythms.get(key)
-        if rhythm is None:
-            return {"mode": "off"}
-        info: dict[str, Any] = {"mode": "auto", **rhythm.describe()}
-        stamp = info.pop("next_stamp")
-        lag = info["lag_s"]
-        info["next_update"] = datetime.fromtimestamp(stamp + lag, UTC).isoformat(timespec="seconds") \
-            if stamp is not None and lag is not None and info["state"] == "aligned" else None
-        return info
+def realign(scheduler: AsyncIOScheduler | None, spec: SourceSpec, state: SourceState, outcome: Outcome) -> None:
+    """After a run: move the source's job to its aligned time, if it has one (else the interval stays)."""
+    when = aligned_run(spec, state, outcome, time.time() - (time.monotonic() - state.last_run))
+    job = scheduler.get_job(spec.key) if scheduler is not None and when is not None else None
+    if job is not None:
+        job.modify(next_run_time=when)
+
+
+def alignment(spec: SourceSpec, state: SourceState) -> dict[str, Any]:
+    """For /api/status: the mode and, for an aligned source, what its rhythm learned."""
+    rhythm = rhythm_of(spec, state)
+    if rhythm is None:
+        return {"mode": "off"}
+    info: dict[str, Any] = {"mode": "auto", **rhythm.describe()}
+    stamp = info.pop("next_stamp")
+    lag = info["lag_s"]
+    info["next_update"] = datetime.fromtimestamp(stamp + lag, UTC).isoformat(timespec="seconds") \
+        if stamp is not None and lag is not None and info["state"] == "aligned" else None
+    return info

@@ -14,6 +14,7 @@ from gateway.http import Route
 from gateway.mqtt import MqttLink
 from gateway.payloads import encode_json, iso
 from gateway.runs import SourceState
+from gateway.schedule import alignment
 from gateway.store import Store
 
 
@@ -30,7 +31,6 @@ class View:
     next_run: Callable[[str], datetime | None]
     instance: str = ""
     role: str = "active"  # "standby": another instance publishes (gateway.lease)
-    align: Callable[[str], dict[str, Any]] = lambda key: {"mode": "off"}  # gateway.schedule.Aligner.describe
 
 
 def snapshot(view: View) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def snapshot(view: View) -> dict[str, Any]:
             "newest_observed": iso(newest),
             "data_age_s": round((now - newest).total_seconds()) if newest is not None else None,
             "cadence_s": spec.config.effective_cadence(),
-            "align": view.align(key),
+            "align": alignment(spec, state),
         }
         entities.extend(_entity_rows(spec, view.store, now))
     return {

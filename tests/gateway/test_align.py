@@ -1,9 +1,8 @@
-"""Aligned polling's wiring: `align`/`cadence` in topics.yaml, the Aligner per source, and what a run
+"""Aligned polling's wiring: `align`/`cadence` in topics.yaml, the rhythm per source, and what a run
 tells it (news, Last-Modified) through ``runs.run_once`` against a real local HTTP server."""
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from gateway.config import load
 from gateway.errors import ConfigError
 from gateway.metrics import DataAge, Metrics
 from gateway.runs import SourceState, run_once
-from gateway.schedule import Aligner
+from gateway.schedule import aligned_run, alignment, rhythm_of
 from gateway.store import Store
 from tests.helpers import ROOT, FixtureServer, brightsky_config, fresh_fixture
 
@@ -31,17 +30,26 @@ def edited(tmp_path: Path, mutate) -> Path:
     return path
 
 
+def aligned_keys(cat: catalog.Catalog) -> set[str]:
+    return {k for k, spec in cat.sources.items() if rhythm_of(spec, SourceState()) is not None}
+
+
 def test_default_config_aligns_every_sources_only():
     cat = catalog.build(load(ROOT / "topics.yaml"), ADAPTERS)
-    aligner = Aligner(cat)
-    every = {k for k, s in cat.sources.items() if s.config.every is not None and s.config.align != "off"}
-    assert set(aligner.rhythms) == every
+    every = {k for k, s in cat.sources.items() if s.config.every is not None}
+    assert aligned_keys(cat) == every
     assert "brightsky" in every
-    assert not {"dwd_uv", "dwd_pollen", "uba_air", "waste_calendar"} & set(aligner.rhythms)  # cron: timed by hand
-    assert aligner.describe("dwd_uv") == {"mode": "off"}
-    assert aligner.describe("brightsky")["state"] == "learning"
-    # The jitter is drawn once per source, within the source's jitter.
-    assert 0 <= aligner.rhythms["brightsky"].offset <= cat.sources["brightsky"].config.effective_jitter()
+    assert not {"dwd_uv", "dwd_pollen", "uba_air", "waste_calendar"} & every  # cron: timed by hand
+    assert alignment(cat.sources["dwd_uv"], SourceState()) == {"mode": "off"}
+    state = SourceState()
+    assert alignment(cat.sources["brightsky"], state)["state"] == "learning"
+    # Made once, with the jitter drawn once per source, within the source's jitter.
+    rhythm = rhythm_of(cat.sources["brightsky"], state)
+    assert rhythm is state.rhythm
+    assert rhythm is not None
+    assert 0 <= rhythm.offset <= cat.sources["brightsky"].config.effective_jitter()
+    assert rhythm.cadence == rhythm.every == 600
+    assert rhythm_of(cat.sources["uba_air"], SourceState()) is None
 
 
 def test_align_off_as_bare_yaml_word(tmp_path: Path):
@@ -50,7 +58,7 @@ def test_align_off_as_bare_yaml_word(tmp_path: Path):
         "    every: 10m                 # DWD SYNOP", "    align: off\n    every: 10m                 # DWD SYNOP", 1))
     cat = catalog.build(load(path), ADAPTERS)
     assert cat.sources["brightsky"].config.align == "off"  # YAML 1.1 reads `off` as false
-    assert "brightsky" not in Aligner(cat).rhythms
+    assert "brightsky" not in aligned_keys(cat)
 
 
 @pytest.mark.parametrize(("mutate", "fragments"), [
@@ -85,11 +93,43 @@ def test_a_run_reports_news_and_last_modified(tmp_path: Path, upstream: FixtureS
     upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json", now))
     third = run_once(spec, state, store, now + timedelta(seconds=120), mono=120.0)
     assert (third.news, third.newest, third.modified) == (True, now, None)
-    # The Aligner takes these in (no schedule yet: too few stamps).
-    aligner = Aligner(cat, random.Random(1))
-    assert aligner.next_run("brightsky", first, now.timestamp()) is None
-    assert aligner.next_run("brightsky", again, now.timestamp() + 60) is None
-    assert aligner.describe("brightsky")["state"] == "learning"
+    # Aligned polling takes these in (no plan yet: too few stamps), errors it leaves alone.
+    learner = SourceState()
+    assert aligned_run(spec, learner, first, now.timestamp()) is None
+    assert aligned_run(spec, learner, again, now.timestamp() + 60) is None
+    assert learner.rhythm is not None
+    assert learner.rhythm.hits + learner.rhythm.missed == 0
+    assert alignment(spec, learner)["state"] == "learning"
+
+
+def test_aligned_run_plans_after_three_stamps(tmp_path: Path, upstream: FixtureServer):
+    cat = catalog.build(load(brightsky_config(tmp_path / "t.yaml", upstream)), ADAPTERS)
+    spec, store, state = cat.sources["brightsky"], Store(cat.settings.mqtt.heartbeat), SourceState()
+    base = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
+    plans = []
+    for k in range(4):
+        stamp = base + timedelta(minutes=10 * k)
+        fetched = stamp + timedelta(minutes=7)  # the plain interval, 7 min after each stamp
+        upstream.serve("/current_weather", fresh_fixture("brightsky/normal.json", stamp),
+                       headers={"Content-Type": "application/json",
+                                "Last-Modified": format_datetime(stamp + timedelta(minutes=4), True)})
+        outcome = run_once(spec, state, store, fetched, mono=float(k))
+        assert outcome.news
+        plans.append(aligned_run(spec, state, outcome, fetched.timestamp()))
+    assert plans[:2] == [None, None]
+    # Learned from three stamps: the 10-minute grid and, from Last-Modified, a 4-minute lag.
+    info = alignment(spec, state)
+    assert (info["state"], info["lag_s"], info["lag_from"]) == ("aligned", 240.0, "last_modified")
+    # After the 12:37 fetch the next may not come before 12:47. The 12:40 stamp arrives at 12:44,
+    # and fetching it at 12:47 would keep every later fetch 3 minutes late: the plan skips to the
+    # 12:50 stamp, at 12:54 + the source's jitter offset.
+    assert plans[2] is not None
+    last = plans[3]
+    assert last is not None
+    assert state.rhythm is not None
+    assert last.timestamp() >= (base + timedelta(minutes=37)).timestamp() + 600  # never sooner than `every`
+    assert last.timestamp() == pytest.approx((base + timedelta(minutes=54)).timestamp() + state.rhythm.offset)
+    assert info["next_update"] == "2026-06-21T12:54:00+00:00"
 
 
 def test_data_age_is_computed_at_scrape_time():
