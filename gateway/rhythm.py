@@ -83,6 +83,9 @@ class Rhythm:
     """One source's learned rhythm. ``cadence``: upstream's update period; ``every``: the fetch interval;
     ``offset``: seconds added to every planned fetch (the jitter, drawn once)."""
 
+    __slots__ = ("cadence", "every", "offset", "tolerance", "_stamps", "_lags", "_waits", "_tracked", "_descent",
+                 "_misses", "_newest", "_aim", "hits", "missed")
+
     def __init__(self, cadence: float, every: float, offset: float = 0.0) -> None:
         self.cadence = cadence
         self.every = every
