@@ -192,7 +192,7 @@ class Gateway:
             return status.View(self.catalog, self.sources, self.store, self.link, self.started_at,
                                self.started_mono, self._next_run, self.me.instance, self.roles.role)
 
-        return status.routes(lambda: on_loop(lambda: status.snapshot(view())), lambda: on_loop(lambda: None))
+        return status.routes(on_loop, view, self.publisher.history)
 
     # ------------------------------------------------------------------ broker events
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from gateway.catalog import SourceSpec
 from gateway.expiry import Expiry
+from gateway.history import History
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
 from gateway.outbox import TopicClass
@@ -24,6 +25,7 @@ class Publisher:
         self.link = link
         self.metrics = metrics
         self.lifetimes = expiry  # told of every state and attributes publish, to stand in for MQTT 5 expiry
+        self.history = History()  # the last day, for the status page's pictures
 
     def expiry(self, spec: SourceSpec) -> int | None:
         return self.lifetimes.lifetime(spec)
@@ -72,9 +74,13 @@ class Publisher:
     def _age(self, key: str, outcome: Outcome) -> None:
         """Data age and, for a run with news, how late its newest observation reached the broker."""
         self.metrics.data_age.set(key, outcome.newest)
+        now = time.time()
+        for topic, payload in outcome.values.states:
+            self.history.value(topic, payload, now)
+        if outcome.result is not None:
+            self.history.fetch(key, outcome.result, self.metrics.data_age.age(key), now)
         if not outcome.news or outcome.newest is None:
             return
-        now = time.time()
         self.metrics.publish_delay.labels(source=key).observe(max(0.0, now - outcome.newest.timestamp()))
         if outcome.modified is not None:
             self.metrics.publish_delay_modified.labels(source=key).observe(

@@ -83,8 +83,22 @@ class Rhythm:
     """One source's learned rhythm. ``cadence``: upstream's update period; ``every``: the fetch interval;
     ``offset``: seconds added to every planned fetch (the jitter, drawn once)."""
 
-    __slots__ = ("cadence", "every", "offset", "tolerance", "_stamps", "_lags", "_waits", "_tracked", "_descent",
-                 "_misses", "_newest", "_aim", "hits", "missed")
+    __slots__ = (
+        "_aim",
+        "_descent",
+        "_lags",
+        "_misses",
+        "_newest",
+        "_stamps",
+        "_tracked",
+        "_waits",
+        "cadence",
+        "every",
+        "hits",
+        "missed",
+        "offset",
+        "tolerance",
+    )
 
     def __init__(self, cadence: float, every: float, offset: float = 0.0) -> None:
         self.cadence = cadence

@@ -168,6 +168,17 @@ def test_status_page_in_headless_chromium(running_fast, tmp_path: Path, upstream
     assert "<code>sensor.soest_brightsky_temperature</code>" in dom  # so an operator finds it in HA
     assert '<td class="polling">interval (learning)</td>' in dom  # aligned polling has one stamp so far
     assert '<td class="num">2 s</td>' in dom  # the cadence (every: 2s)
+    # The pictures of the last day: a sparkline per numeric entity, a fetch strip per source.
+    assert '<td class="spark"><svg class="spark"' in dom
+    assert '<svg class="strip"' in dom
+    assert '<rect x="' in dom
+    assert 'class="ok"' in dom
+    code, body = get(port, "/api/history")
+    past = json.loads(body)
+    assert code == 200
+    assert past["entities"]["soest/brightsky/temperature"][-1][1] == 24.3
+    assert "soest/sun/daylight" not in past["entities"]  # ON/OFF: nothing to draw
+    assert past["sources"]["brightsky"][-1][2] == "ok"
     assert (ARTIFACTS / "status-page.png").stat().st_size > 1000
     linked = chromium_dom(url + "?ha=http://ha.example:8123/", tmp_path / "profile-ha")
     assert '<a href="http://ha.example:8123/history?entity_id=sensor.soest_brightsky_temperature">' \
