@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from gateway.history import History
+from gateway.status import PAGE
 from tests.helpers import (
     ROOT,
     FixtureServer,
@@ -88,6 +93,32 @@ def chromium_dom(url: str, profile: Path, screenshot: Path | None = None) -> str
     result = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=60,
                             check=True)
     return result.stdout
+
+
+def day_of_history(server: FixtureServer, st: dict, tmp_path: Path) -> None:
+    """The page's own HTML and script, fed the gateway's real status and a full day of history
+    (a test cannot wait a day): every sparkline and strip drawn, in status-page-history.png."""
+    history = History()
+    now = time.time()
+    for i, e in enumerate(st["entities"]):
+        if not re.fullmatch(r"-?[0-9.]+", e["value"] or ""):
+            continue  # text, ON/OFF and timestamps have no sparkline
+        for k in range(96):
+            history.value(e["topic"], str(round(10 + 5 * math.sin(k / 15 + i), 2)).encode(), now - 86400 + k * 900)
+    for key in st["sources"]:
+        for k in range(288):
+            outcome = "error" if 100 <= k < 110 else "not_modified" if k % 3 else "ok"
+            history.fetch(key, outcome, 300 + 200 * (k % 3) + (3000 if 100 <= k < 110 else 0), now - 86400 + k * 300)
+    server.serve("/", PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
+    server.serve("/api/status", st)
+    server.serve("/api/history", history.document(now))
+    dom = chromium_dom(server.url + "/", tmp_path / "profile-history", ARTIFACTS / "status-page-history.png")
+    sparks = re.findall(r'<svg class="spark"[^>]*><polyline points="([^"]+)"', dom)
+    assert len(sparks) == sum(1 for e in st["entities"] if history.entities.get(e["topic"]))
+    assert all(len(points.split()) >= 90 for points in sparks)  # a day of 15-minute points
+    strips = re.findall(r'<svg class="strip".*?</svg>', dom)
+    assert len(strips) == len(st["sources"])
+    assert all(s.count('class="error"') == 10 and s.count("<rect") >= 280 for s in strips)
 
 
 def test_api_status_and_readiness(running, broker: Mosquitto):
@@ -183,6 +214,8 @@ def test_status_page_in_headless_chromium(running_fast, tmp_path: Path, upstream
     linked = chromium_dom(url + "?ha=http://ha.example:8123/", tmp_path / "profile-ha")
     assert '<a href="http://ha.example:8123/history?entity_id=sensor.soest_brightsky_temperature">' \
            "sensor.soest_brightsky_temperature</a>" in linked
+
+    day_of_history(upstream, status(port), tmp_path)
 
     upstream.serve("/current_weather", "upstream down", status=503)
     wait_until(lambda: status(port)["sources"]["brightsky"]["status"] == "offline", 15)
