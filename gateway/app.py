@@ -39,7 +39,7 @@ from gateway.publisher import Publisher
 from gateway.refresh import RefreshButton, is_press
 from gateway.runs import SourceState
 from gateway.saved import SavedValues
-from gateway.schedule import start_scheduler
+from gateway.schedule import realign, start_scheduler
 from gateway.standby import Identity
 from gateway.store import Store
 
@@ -196,7 +196,7 @@ class Gateway:
             return status.View(self.catalog, self.sources, self.store, self.link, self.started_at,
                                self.started_mono, self._next_run, self.me.instance, self.roles.role)
 
-        return status.routes(lambda: on_loop(lambda: status.snapshot(view())), lambda: on_loop(lambda: None))
+        return status.routes(on_loop, view, self.publisher.history)
 
     # ------------------------------------------------------------------ broker events
 
@@ -272,6 +272,7 @@ class Gateway:
         if self.scheduler is None:  # stepped down while this fetch ran
             return
         self._dirty |= self.publisher.publish(spec, outcome)
+        realign(self.scheduler, spec, state, outcome)
         self.first_runs.done(key, self.store)
 
     async def tick(self) -> None:

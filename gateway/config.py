@@ -107,6 +107,9 @@ ReconnectMin = duration(maximum=600.0)
 ReconnectMax = duration(maximum=3600.0)
 HostInterval = duration(maximum=3600.0, allow_zero=True)
 LeaseTime = duration(minimum=LEASE_MIN, maximum=LEASE_MAX)
+# YAML 1.1 reads a bare `off` as false (and `on` as true): both spellings mean the same here.
+Align = Annotated[Literal["auto", "off"], BeforeValidator(
+    lambda v: {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v)]
 def _check_key(value: str) -> str:
     if not isinstance(value, str) or not KEY_RE.match(value):
         raise ValueError(f"{echo(value)} is not a valid key (lower-case letters, digits, '_' or '-')")
@@ -230,6 +233,10 @@ class Source(_Model):
     every: Every | None = None
     cron: str | None = Field(default=None, max_length=100)
     jitter: Jitter | None = None
+    # How often upstream has new data (default: the schedule's interval), and whether an `every`
+    # schedule moves its fetches to just after upstream's updates (gateway.rhythm).
+    cadence: Every | None = None
+    align: Align | None = None
     max_age: MaxAge | None = None
     failure_threshold: int = Field(default=3, ge=1, le=100)
     timeout: Timeout = 20.0
@@ -251,6 +258,9 @@ class Source(_Model):
                 raise ValueError(f"cron {echo(self.cron)} is not a 5-field crontab expression: {exc}") from exc
             if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
                 raise ValueError(f"cron {echo(self.cron)} never fires (a day that no month has?)")
+            if self.align == "auto":
+                raise ValueError("align: 'auto' works with 'every' only; a cron schedule is timed by hand "
+                                 "(leave align out or set it to 'off')")
         wildcard = self.entities.get(WILDCARD)
         if WILDCARD in self.entities and (wildcard is None or wildcard.measurement is None or wildcard.field):
             raise ValueError("entities: '*' needs a measurement (and no field), e.g. '*': {measurement: pm25}")
@@ -275,6 +285,13 @@ class Source(_Model):
 
     def effective_max_age(self) -> float:
         return self.max_age if self.max_age is not None else 3 * self.interval()
+
+    def effective_cadence(self) -> float:
+        return self.cadence if self.cadence is not None else self.interval()
+
+    def aligned(self) -> bool:
+        """Whether the schedule follows upstream's learned rhythm (an `every` source, unless align: off)."""
+        return self.cron is None and self.align != "off"
 
     def effective_jitter(self) -> float:
         return self.jitter if self.jitter is not None else min(self.interval() * 0.1, 30.0)

@@ -414,6 +414,17 @@ def _validator(value: str | None) -> str | None:
     return value if value is not None and VALIDATOR.fullmatch(value) else None
 
 
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP date (Last-Modified, Retry-After) as an aware datetime; None when absent or unreadable."""
+    if not value or not value.isascii():
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
 def _retry_after(value: str | None) -> float | None:
     """Seconds from Retry-After (delay-seconds or an HTTP date), capped; None when unreadable."""
     if not value or not value.isascii():
@@ -421,12 +432,12 @@ def _retry_after(value: str | None) -> float | None:
     value = value.strip()
     if DELAY_SECONDS.fullmatch(value):
         return min(float(value), MAX_RETRY_AFTER)
+    when = http_date(value)
+    if when is None:
+        return None
     try:
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    except OverflowError:
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gateway import __version__
 from gateway.checks import reasons_for
@@ -26,9 +30,45 @@ FETCH_ERROR_KINDS = (
 )
 CLEAR_REASONS = ("expired", "removed")
 PUSH_DROP_REASONS = ("malformed", "too_large", "duplicate", "out_of_order")
+# From a second (pushed data) to a day (daily products published hours after their stamp).
+DELAY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
+                 86400.0)
 # Rejection series per entity and reason are created up front only for catalogues up to this
 # size: at 100,000 entities they would cost more memory than they save.
 PREPARE_MAX_ENTITIES = 2_000
+
+
+class DataAge(Collector):
+    """``gateway_data_age_seconds{source}``: now - the newest observed_at, computed at scrape time.
+
+    The event loop sets each source's newest stamp; the scrape (an HTTP thread) only reads floats,
+    so it needs neither the loop nor the store.
+    """
+
+    NAME = "gateway_data_age_seconds"
+    HELP = "Seconds since the newest observation of the source (now - newest observed_at)"
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._newest: dict[str, float] = {}
+
+    def set(self, source: str, newest: datetime | None) -> None:
+        if newest is not None:
+            self._newest[source] = newest.timestamp()
+
+    def age(self, source: str) -> float | None:
+        newest = self._newest.get(source)
+        return max(0.0, self._clock() - newest) if newest is not None else None
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["source"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["source"])
+        now = self._clock()
+        for source, newest in list(self._newest.items()):
+            family.add_metric([source], max(0.0, now - newest))
+        yield family
 
 
 class Metrics:
@@ -80,6 +120,16 @@ class Metrics:
                                      "Platform notifications on /notify/<source>: accepted, or refused as foreign "
                                      "(another subscription id), malformed or standby", ["source", "outcome"],
                                      registry=r)
+        self.data_age = DataAge()
+        r.register(self.data_age)
+        self.publish_delay = Histogram(
+            "gateway_publish_delay_seconds",
+            "Publish time - observed_at of the newest observation, for each run that brought new data",
+            ["source"], buckets=DELAY_BUCKETS, registry=r)
+        self.publish_delay_modified = Histogram(
+            "gateway_publish_delay_since_modified_seconds",
+            "Publish time - upstream's Last-Modified, for each run that brought new data in a response with one",
+            ["source"], buckets=DELAY_BUCKETS, registry=r)
 
     def prepare(self, sources: Iterable[SourceSpec]) -> None:
         """Create the label sets that are otherwise created lazily, at the first error of each kind.
@@ -92,6 +142,7 @@ class Metrics:
         for spec in specs:
             key = spec.key
             self.fetch_duration.labels(source=key)
+            self.publish_delay.labels(source=key)
             self.not_modified.labels(source=key)
             for outcome in FETCH_OUTCOMES:
                 self.fetches.labels(source=key, outcome=outcome)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from gateway.catalog import SourceSpec
 from gateway.expiry import Expiry
+from gateway.history import History
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
 from gateway.outbox import TopicClass
@@ -25,6 +26,7 @@ class Publisher:
         self.link = link
         self.metrics = metrics
         self.lifetimes = expiry  # when each value's life ends; it stands in for MQTT 5 expiry under 3.1.1
+        self.history = History()  # the last day, for the status page's pictures
 
     def _values(self, spec: SourceSpec, messages: Iterable[tuple[str, bytes]], cls: TopicClass) -> None:
         """States or attributes, each with its remaining life as message expiry; stale ones not at all."""
@@ -48,6 +50,7 @@ class Publisher:
             self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
             log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
         self._count(key, outcome)
+        self._age(key, outcome)
         for topic, payload in outcome.diagnostics:
             self.link.publish(topic, payload, TopicClass.DIAGNOSTIC)
         if outcome.online is not None:
@@ -70,8 +73,25 @@ class Publisher:
         if outcome.fetched_at is not None:
             self.metrics.last_success.labels(source=key).set(outcome.fetched_at.timestamp())
 
+    def _age(self, key: str, outcome: Outcome) -> None:
+        """Data age and, for a run with news, how late its newest observation reached the broker."""
+        self.metrics.data_age.set(key, outcome.newest)
+        now = time.time()
+        for topic, payload in outcome.values.states:
+            self.history.value(topic, payload, now)
+        if outcome.result is not None:
+            self.history.fetch(key, outcome.result, self.metrics.data_age.age(key), now)
+        if not outcome.news or outcome.newest is None:
+            return
+        self.metrics.publish_delay.labels(source=key).observe(max(0.0, now - outcome.newest.timestamp()))
+        if outcome.modified is not None:
+            self.metrics.publish_delay_modified.labels(source=key).observe(
+                max(0.0, now - outcome.modified.timestamp()))
+
     def heartbeat(self, spec: SourceSpec, store: Store, mono: float, now: datetime) -> None:
         """Re-send unchanged fresh states; stop keeping stale ones for the next connect."""
+        # Also the data age of values restored from the data directory, before their first fetch.
+        self.metrics.data_age.set(spec.key, store.newest_observed(spec))
         # A heartbeat carries what is left of the value's life, not a new one: it never makes data newer.
         self._values(spec, store.due_for_heartbeat((spec,), mono, now), TopicClass.STATE)
         stale = store.stale(spec, now)

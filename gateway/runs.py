@@ -19,10 +19,11 @@ from gateway.adapter_api import AdapterOptions
 from gateway.catalog import Catalog, SourceSpec
 from gateway.checks import check_time, judge
 from gateway.errors import SourceError
-from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, make_session
+from gateway.fetch import DEFAULT_MAX_BYTES, HostPolicy, Validators, http_date, make_session
 from gateway.payloads import encode_value, iso
 from gateway.pipeline import Collected, collect, parse
 from gateway.records import Reading
+from gateway.rhythm import Rhythm
 from gateway.store import Outgoing, Store
 
 log = logging.getLogger("gateway.app")
@@ -47,6 +48,7 @@ class SourceState:
     url: str = ""
     last_run: float = float("-inf")  # time.monotonic() when the last run started
     link_down: str | None = None  # why an upstream push link (gateway.push) counts as an outage, or None
+    rhythm: Rhythm | None = None  # upstream's learned update rhythm, for aligned polling (gateway.schedule)
 
 
 @dataclass(slots=True)
@@ -60,6 +62,9 @@ class Outcome:
     values: Outgoing = field(default_factory=Outgoing)
     diagnostics: list[Message] = field(default_factory=list)
     online: bool | None = None  # set when the source's availability changed
+    newest: datetime | None = None  # the source's newest observed_at after a successful run
+    news: bool = False  # the run brought data newer than the source had (what publish delay measures)
+    modified: datetime | None = None  # upstream's Last-Modified, when the response brought news
 
 
 def evaluate(spec: SourceSpec, store: Store, readings: Sequence[Reading], fetched_at: datetime,
@@ -85,7 +90,8 @@ def succeeded(spec: SourceSpec, state: SourceState, store: Store, fetched_at: da
     state.last_error = None
     outcome = Outcome(spec.key, result, fetched_at=fetched_at, values=values or Outgoing())
     outcome.diagnostics.append((spec.last_fetch_topic, (iso(fetched_at) or "").encode()))
-    outcome.online = status_change(spec, state, store, fetched_at)
+    outcome.newest = store.newest_observed(spec)
+    outcome.online = status_change(spec, state, store, fetched_at, outcome.newest)
     return outcome
 
 
@@ -106,11 +112,12 @@ def failed(spec: SourceSpec, state: SourceState, kind: str, detail: str, retry_a
     return outcome
 
 
-def status_change(spec: SourceSpec, state: SourceState, store: Store, now: datetime) -> bool | None:
+def status_change(spec: SourceSpec, state: SourceState, store: Store, now: datetime,
+                  newest: datetime | None = None) -> bool | None:
     """Online while the newest value is younger than max_age; returns the new status if it changed."""
     if state.link_down is not None:  # a source that promises push is down while its push link is
         return set_online(spec, state, False, state.link_down)
-    newest = store.newest_observed(spec)
+    newest = newest or store.newest_observed(spec)
     if newest is None:
         return set_online(spec, state, state.online is True and state.failures == 0, "no values yet")
     age = (now - newest).total_seconds()
@@ -159,12 +166,17 @@ def settle(spec: SourceSpec, state: SourceState, store: Store, result: Collected
         return succeeded(spec, state, store, fetched_at, "not_modified")
     state.url = result.url
     state.body = result.body if spec.adapter.reevaluate else None
+    before = store.newest_observed(spec)
     try:
         values = evaluate(spec, store, result.readings, fetched_at, result.url, mono)
     except Exception as exc:  # an adapter handing over something unpublishable
         log.exception("%s: could not publish readings", spec.key)
         return failed(spec, state, "internal", f"{type(exc).__name__}: {exc}", None)
-    return succeeded(spec, state, store, fetched_at, "ok", values)
+    outcome = succeeded(spec, state, store, fetched_at, "ok", values)
+    outcome.news = outcome.newest is not None and (before is None or outcome.newest > before)
+    if outcome.news:
+        outcome.modified = http_date(result.validators.last_modified)
+    return outcome
 
 
 def run_once(spec: SourceSpec, state: SourceState, store: Store, fetched_at: datetime, mono: float,

@@ -10,10 +10,12 @@ from typing import Any
 
 from gateway import __version__
 from gateway.catalog import Catalog, SourceSpec
+from gateway.history import History
 from gateway.http import Route
 from gateway.mqtt import MqttLink
 from gateway.payloads import encode_json, iso
 from gateway.runs import SourceState
+from gateway.schedule import alignment
 from gateway.store import Store
 
 
@@ -41,6 +43,7 @@ def snapshot(view: View) -> dict[str, Any]:
     entities: list[dict[str, Any]] = []
     for key, spec in view.catalog.sources.items():
         state = view.sources[key]
+        newest = view.store.newest_observed(spec)
         sources[key] = {
             "name": spec.device_name,
             "adapter": spec.adapter.name,
@@ -53,6 +56,10 @@ def snapshot(view: View) -> dict[str, Any]:
             "requests": state.runs,
             "errors": state.errors_total,
             "max_age_s": spec.max_age,
+            "newest_observed": iso(newest),
+            "data_age_s": round((now - newest).total_seconds()) if newest is not None else None,
+            "cadence_s": spec.config.effective_cadence(),
+            "align": alignment(spec, state),
         }
         entities.extend(_entity_rows(spec, view.store, now))
     return {
@@ -134,8 +141,20 @@ TEXT = "text/plain; charset=utf-8"
 BUSY = 503, JSON, encode_json({"error": "the gateway's event loop did not answer in time"})
 
 
-def routes(status_now: Callable[[], dict[str, Any]], ping: Callable[[], None]) -> dict[str, Route]:
-    """The HTTP routes; ``status_now`` and ``ping`` run on the event loop and raise TimeoutError when it is stuck."""
+def routes(on_loop: Callable[[Callable[[], Any]], Any], view: Callable[[], View], history: History) -> dict[str, Route]:
+    """The HTTP routes; ``on_loop`` runs a function on the event loop and raises TimeoutError when it is stuck."""
+
+    def status_now() -> dict[str, Any]:
+        return on_loop(lambda: snapshot(view()))  # type: ignore[no-any-return]
+
+    def ping() -> None:
+        on_loop(lambda: None)
+
+    def past() -> tuple[int, str, bytes]:
+        try:
+            return 200, JSON, encode_json(on_loop(lambda: history.document(time.time())))
+        except (TimeoutError, RuntimeError):
+            return BUSY
 
     def api() -> tuple[int, str, bytes]:
         try:
@@ -161,6 +180,7 @@ def routes(status_now: Callable[[], dict[str, Any]], ping: Callable[[], None]) -
     return {
         "/": lambda: (200, "text/html; charset=utf-8", PAGE.encode()),
         "/api/status": api,
+        "/api/history": past,
         "/readyz": ready,
         "/healthz": healthz,
     }
@@ -180,6 +200,9 @@ PAGE = """<!doctype html>
  .online{color:#0a7d32;font-weight:600} .offline{color:#b3261e;font-weight:600} .unknown{color:#8a6d00}
  .stale{color:#b3261e} code{font-size:12px;color:#44505c} .err{color:#b3261e;font-size:12px}
  #updated{opacity:.8;font-size:12px}
+ svg.spark{display:block} svg.spark polyline{fill:none;stroke:#1d4e89;stroke-width:1.5}
+ svg.strip rect.ok{fill:#0a7d32} svg.strip rect.not_modified{fill:#9db8d9} svg.strip rect.error{fill:#b3261e}
+ svg.strip polyline{fill:none;stroke:#8a6d00;stroke-width:1}
  header .online,header .offline{background:#fff;padding:1px 10px;border-radius:10px}
 </style></head>
 <body>
@@ -187,10 +210,11 @@ PAGE = """<!doctype html>
 <span id="updated"></span></header>
 <main>
 <h2>Sources</h2>
-<table id="sources"><thead><tr><th>Source</th><th>Status</th><th>Last fetch</th><th>Next run</th>
-<th>Requests</th><th>Errors</th><th>Last error</th></tr></thead><tbody></tbody></table>
+<table id="sources"><thead><tr><th>Source</th><th>Status</th><th>Data age</th><th>Cadence</th>
+<th>Polling</th><th>Last 24 h</th><th>Last fetch</th><th>Next run</th><th>Requests</th><th>Errors</th>
+<th>Last error</th></tr></thead><tbody></tbody></table>
 <h2>Entities</h2>
-<table id="entities"><thead><tr><th>Entity</th><th>Value</th><th>Unit</th><th>Age</th><th>Topic</th>
+<table id="entities"><thead><tr><th>Entity</th><th>Value</th><th>Last 24 h</th><th>Unit</th><th>Age</th><th>Topic</th>
 <th>Home Assistant</th></tr></thead><tbody></tbody></table>
 </main>
 <script>
@@ -214,6 +238,47 @@ function age(s) {
   return Math.round(s / 3600) + " h";
 }
 function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
+// "aligned, lag 4.9 min": fetches follow upstream's learned rhythm; otherwise the plain interval.
+function polling(a) {
+  if (!a || a.mode === "off") return "interval";
+  if (a.state !== "aligned") return "interval (" + a.state + ")";
+  return "aligned, lag " + age(Math.round(a.lag_s));
+}
+// Pictures of the last day from /api/history (refreshed every minute): plain SVG, no library.
+const SVG = "http://www.w3.org/2000/svg";
+let past = {entities: {}, sources: {}};
+function svg(cls, w, h) {
+  const el = document.createElementNS(SVG, "svg");
+  el.setAttribute("class", cls); el.setAttribute("width", w); el.setAttribute("height", h);
+  el.setAttribute("viewBox", "0 0 " + w + " " + h); return el;
+}
+function line(points, x0, x1, w, h) {
+  // points: [[t, value], ...]; y scaled to their own range, x to the day ending now.
+  const vals = points.map(p => p[1]).filter(v => v != null);
+  if (!vals.length) return null;
+  const lo = Math.min(...vals), hi = Math.max(...vals), span = hi - lo || 1;
+  const el = document.createElementNS(SVG, "polyline");
+  el.setAttribute("points", points.filter(p => p[1] != null).map(p =>
+    ((p[0] - x0) / (x1 - x0) * w).toFixed(1) + "," + (h - 2 - (p[1] - lo) / span * (h - 4)).toFixed(1)).join(" "));
+  return el;
+}
+function sparkline(td, points) {
+  const now = Date.now() / 1000, el = svg("spark", 120, 24), pl = line(points || [], now - 86400, now, 120, 24);
+  if (pl) { el.appendChild(pl); td.replaceChildren(el); } else td.textContent = "—";
+}
+function strip(td, points) {
+  // One bar per 5-minute slot with a fetch (green ok, pale not modified, red error); the line is the data age.
+  const now = Date.now() / 1000, w = 144, h = 24, el = svg("strip", w, h);
+  for (const [t, , outcome] of points || []) {
+    const r = document.createElementNS(SVG, "rect");
+    r.setAttribute("x", ((t - now + 86400) / 86400 * w).toFixed(1)); r.setAttribute("y", 14);
+    r.setAttribute("width", 1); r.setAttribute("height", 10); r.setAttribute("class", outcome);
+    el.appendChild(r);
+  }
+  const pl = line(points || [], now - 86400, now, w, 12);
+  if (pl) el.appendChild(pl);
+  td.replaceChildren(el);
+}
 function render(st) {
   $("version").textContent = "v" + st.version + " · " + st.city + (st.role === "standby" ? " · standby" : "");
   const b = st.broker;
@@ -228,6 +293,9 @@ function render(st) {
     const row = sources.insertRow(); row.id = "source-" + key; row.dataset.status = s.status;
     cell(row, s.name + " (" + key + ")");
     cell(row, s.status, s.status);
+    cell(row, age(s.data_age_s), "num age" + (s.data_age_s > s.max_age_s ? " stale" : ""));
+    cell(row, age(s.cadence_s), "num"); cell(row, polling(s.align), "polling");
+    strip(cell(row, ""), past.sources[key]);
     cell(row, when(s.last_fetch)); cell(row, when(s.next_run));
     cell(row, s.requests, "num"); cell(row, s.errors, "num"); cell(row, s.last_error, "err");
   }
@@ -235,15 +303,20 @@ function render(st) {
   for (const e of st.entities) {
     const row = entities.insertRow(); row.id = "entity-" + e.source + "-" + e.key;
     cell(row, e.name + " (" + e.source + ")");
-    cell(row, e.value, "num value"); cell(row, e.unit);
+    cell(row, e.value, "num value"); sparkline(cell(row, "", "spark"), past.entities[e.topic]); cell(row, e.unit);
     cell(row, age(e.age_s), e.stale ? "stale" : ""); cell(row, e.topic).innerHTML = "<code></code>";
-    row.cells[4].firstChild.textContent = e.topic;
+    row.cells[5].firstChild.textContent = e.topic;
     entityId(cell(row, ""), e.entity_id);
   }
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
+let pastAt = 0;
 async function refresh() {
   try {
+    if (Date.now() - pastAt > 60000) {
+      const resp = await fetch("api/history", {cache: "no-store"});
+      if (resp.ok) { past = await resp.json(); pastAt = Date.now(); }
+    }
     const resp = await fetch("api/status", {cache: "no-store"});
     render(await resp.json());
   } catch (err) {

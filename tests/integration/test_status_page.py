@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from gateway.history import History
+from gateway.status import PAGE
 from tests.helpers import (
     ROOT,
     FixtureServer,
@@ -90,6 +95,32 @@ def chromium_dom(url: str, profile: Path, screenshot: Path | None = None) -> str
     return result.stdout
 
 
+def day_of_history(server: FixtureServer, st: dict, tmp_path: Path) -> None:
+    """The page's own HTML and script, fed the gateway's real status and a full day of history
+    (a test cannot wait a day): every sparkline and strip drawn, in status-page-history.png."""
+    history = History()
+    now = time.time()
+    for i, e in enumerate(st["entities"]):
+        if not re.fullmatch(r"-?[0-9.]+", e["value"] or ""):
+            continue  # text, ON/OFF and timestamps have no sparkline
+        for k in range(96):
+            history.value(e["topic"], str(round(10 + 5 * math.sin(k / 15 + i), 2)).encode(), now - 86400 + k * 900)
+    for key in st["sources"]:
+        for k in range(288):
+            outcome = "error" if 100 <= k < 110 else "not_modified" if k % 3 else "ok"
+            history.fetch(key, outcome, 300 + 200 * (k % 3) + (3000 if 100 <= k < 110 else 0), now - 86400 + k * 300)
+    server.serve("/", PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
+    server.serve("/api/status", st)
+    server.serve("/api/history", history.document(now))
+    dom = chromium_dom(server.url + "/", tmp_path / "profile-history", ARTIFACTS / "status-page-history.png")
+    sparks = re.findall(r'<svg class="spark"[^>]*><polyline points="([^"]+)"', dom)
+    assert len(sparks) == sum(1 for e in st["entities"] if history.entities.get(e["topic"]))
+    assert all(len(points.split()) >= 90 for points in sparks)  # a day of 15-minute points
+    strips = re.findall(r'<svg class="strip".*?</svg>', dom)
+    assert len(strips) == len(st["sources"])
+    assert all(s.count('class="error"') == 10 and s.count("<rect") >= 280 for s in strips)
+
+
 def test_api_status_and_readiness(running, broker: Mosquitto):
     port, _ = running
     st = status(port)
@@ -97,6 +128,12 @@ def test_api_status_and_readiness(running, broker: Mosquitto):
     assert st["sources"]["brightsky"]["last_fetch"]
     assert st["sources"]["brightsky"]["next_run"]
     assert st["sources"]["brightsky"]["requests"] >= 1
+    # Data age and the expected cadence; aligned polling is still learning after one fetch.
+    assert 0 <= st["sources"]["brightsky"]["data_age_s"] <= 60
+    assert st["sources"]["brightsky"]["newest_observed"]
+    assert st["sources"]["brightsky"]["cadence_s"] == 600
+    assert st["sources"]["brightsky"]["align"]["mode"] == "auto"
+    assert st["sources"]["brightsky"]["align"]["state"] == "learning"
     temperature = next(e for e in st["entities"] if e["source"] == "brightsky" and e["key"] == "temperature")
     assert temperature["value"] == "24.3"
     assert temperature["unit"] == "°C"
@@ -160,10 +197,25 @@ def test_status_page_in_headless_chromium(running_fast, tmp_path: Path, upstream
     assert "24.3" in dom  # the temperature, rendered by the page's own script from /api/status
     assert "soest/brightsky/temperature" in dom
     assert "<code>sensor.soest_brightsky_temperature</code>" in dom  # so an operator finds it in HA
+    assert '<td class="polling">interval (learning)</td>' in dom  # aligned polling has one stamp so far
+    assert '<td class="num">2 s</td>' in dom  # the cadence (every: 2s)
+    # The pictures of the last day: a sparkline per numeric entity, a fetch strip per source.
+    assert '<td class="spark"><svg class="spark"' in dom
+    assert '<svg class="strip"' in dom
+    assert '<rect x="' in dom
+    assert 'class="ok"' in dom
+    code, body = get(port, "/api/history")
+    past = json.loads(body)
+    assert code == 200
+    assert past["entities"]["soest/brightsky/temperature"][-1][1] == 24.3
+    assert "soest/sun/daylight" not in past["entities"]  # ON/OFF: nothing to draw
+    assert past["sources"]["brightsky"][-1][2] == "ok"
     assert (ARTIFACTS / "status-page.png").stat().st_size > 1000
     linked = chromium_dom(url + "?ha=http://ha.example:8123/", tmp_path / "profile-ha")
     assert '<a href="http://ha.example:8123/history?entity_id=sensor.soest_brightsky_temperature">' \
            "sensor.soest_brightsky_temperature</a>" in linked
+
+    day_of_history(upstream, status(port), tmp_path)
 
     upstream.serve("/current_weather", "upstream down", status=503)
     wait_until(lambda: status(port)["sources"]["brightsky"]["status"] == "offline", 15)
