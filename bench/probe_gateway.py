@@ -37,7 +37,7 @@ async def main(count: int, port: int, mode: str = "entity", per_device: int | No
     cat = synthetic_catalog(count, mode=mode, per_device=per_device, qos=qos)
     gc.collect()
     rss_catalog = rss_bytes()
-    t0 = time.perf_counter()
+    t0, t0_wall = time.perf_counter(), time.time()
     gw = Gateway(cat, Broker(port=port), http_port=None, data_dir=None)
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
@@ -60,7 +60,8 @@ async def main(count: int, port: int, mode: str = "entity", per_device: int | No
     rss = rss_bytes()
     stop.set()
     await task
-    return {"entities": count, "announce_s": t1 - t0, "rss_bytes": rss, "rss_after_config_bytes": rss_catalog,
+    return {"entities": count, "announce_s": t1 - t0, "t0_wall": t0_wall, "rss_bytes": rss,
+            "rss_after_config_bytes": rss_catalog,
             "discovery_configs": sum(1 for _ in discovery.mode_configs(cat)), "entity_configs": configs,
             "mode": mode,
             "process_to_announced_s": t1 - STARTED}

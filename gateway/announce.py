@@ -55,7 +55,7 @@ class Announcer:
         self.birth_topic = f"{catalog.prefix}/status"
         # Discovery configs are generated when needed, not kept: at 100,000 entities they would
         # be the biggest thing in memory.
-        self.config_count = sum(1 for _ in discovery.iter_configs(catalog)) if self.enabled else 0
+        self.config_count = discovery.config_count(catalog) if self.enabled else 0
         marker = f"{catalog.base}/{topics.GATEWAY}/sync/{secrets.token_hex(6)}"
         self.reader = RetainedReader([f"{catalog.prefix}/+/{catalog.node_id}/+/config"], marker,
                                      limit=self.config_count + MAX_SEEN_CONFIGS_EXTRA)

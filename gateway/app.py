@@ -8,6 +8,7 @@ A run of a source reads top-down: ``collect`` (fetch → parse, in a worker thre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -49,6 +50,9 @@ JSON = "application/json"
 # Commands (a button press, HA's birth message) are a few bytes; longer ones are dropped on the
 # MQTT thread before they cost the event loop anything.
 MAX_COMMAND_PAYLOAD = 64
+# The first runs wait this long at most for the discovery announce (a broker that is down must not hold
+# the first values back: they are kept and sent on connect).
+ANNOUNCE_FIRST_S = 1.0
 
 
 class Gateway:
@@ -249,6 +253,9 @@ class Gateway:
     async def run_source(self, key: str) -> None:
         """Fetch, parse, check, store and publish one source; every failure stays inside this source."""
         assert self._loop is not None
+        if not self.announced.is_set():  # discovery first: parsing thousands of values would starve the connect
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.announced.wait(), ANNOUNCE_FIRST_S)
         spec = self.catalog.sources[key]
         state = self.sources[key]
         state.runs += 1

@@ -25,6 +25,7 @@ from gateway.topics import matches
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # how often a read looks whether the link dropped
+SUBACK_POLL_S = 0.002  # a SUBACK that trails the marker does so by a round trip, not by 50 ms
 NO_WILDCARD_RETAINED = ("the broker does not deliver retained messages to wildcard subscriptions "
                         "(RabbitMQ does not; such brokers are not supported)")
 
@@ -138,7 +139,7 @@ class RetainedReader:
             if time.monotonic() > deadline or not link.connected:
                 self.problem = "the broker did not acknowledge the subscriptions in time"
                 return False
-            time.sleep(POLL_S)
+            time.sleep(SUBACK_POLL_S)
 
 
 def purge(broker: Broker, filters: list[str], client_id: str, timeout: float = 10.0) -> list[str]:

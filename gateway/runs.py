@@ -208,11 +208,16 @@ class FirstRuns:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
         self._done: set[str] = set()
+        self._published = 0  # entities with a value, of the sources tried so far
+        self._total = len(catalog.entities())
 
     def done(self, key: str, store: Store) -> None:
+        """Counted per source, once: a scan of the whole store per source would cost sources × entities."""
         if key in self._done:
             return
         self._done.add(key)
-        published = sum(1 for st in store.entities.values() if st.text is not None)
+        for entity in self._catalog.sources[key].entities:
+            st = store.entities.get(entity.state_topic)
+            self._published += st is not None and st.text is not None
         log.info("first run: %d/%d sources tried, %d/%d entities have values", len(self._done),
-                 len(self._catalog.sources), published, len(self._catalog.entities()))
+                 len(self._catalog.sources), self._published, self._total)

@@ -72,7 +72,10 @@ def test_no_broker_at_startup(tmp_path: Path, config: Path):
         assert proc.proc.poll() is None
         broker = Mosquitto(tmp_path, port=port).start()
         try:
-            tree = retained_tree(port, expected_tree(config, {"soest/brightsky/temperature"}), timeout=10)
+            try:
+                tree = retained_tree(port, expected_tree(config, {"soest/brightsky/temperature"}), timeout=10)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; the gateway's log:\n{proc.log[-4000:]}") from None
             assert tree["soest/brightsky/temperature"] == b"24.3"
         finally:
             proc.terminate()

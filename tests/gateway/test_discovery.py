@@ -38,6 +38,15 @@ def test_one_config_per_entity_plus_diagnostics(cat: catalog.Catalog, configs: d
         assert topic in configs
 
 
+@pytest.mark.parametrize("button", [True, False])
+def test_config_count_is_what_iter_configs_yields(cat: catalog.Catalog, button: bool):
+    mqtt = cat.settings.mqtt.model_copy(update={"refresh_button": button})
+    other = copy.copy(cat)
+    object.__setattr__(other, "settings", cat.settings.model_copy(update={"mqtt": mqtt}))
+    assert discovery.config_count(other) == sum(1 for _ in discovery.iter_configs(other))
+    assert discovery.config_count(other) == len(discovery.configs(cat)) - (not button)
+
+
 def test_temperature_config(configs: dict[str, dict], cat: catalog.Catalog):
     p = configs["homeassistant/sensor/soest/soest_brightsky_temperature/config"]
     assert p["unique_id"] == "soest_brightsky_temperature"
