@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -209,6 +210,9 @@ def test_orphans_are_cleared_and_unchanged_configs_not_resent(tmp_path: Path, br
         # sun (always due: no upstream) and publish its last_fetch again; its own messages arrive in
         # order, so every config it sent at start has arrived before that second last_fetch.
         wait_until(lambda: "published" in proc.log.split("discovery:", 1)[-1], 10)
+        # The first runs wait for the announce: a press while the sun's first run is still going is
+        # dropped (a job runs once at a time), so press after every source had its first run.
+        wait_until(lambda: re.search(r"first run: (\d+)/\1 sources tried", proc.log), 10)
         publish(broker.port, "soest/gateway/refresh", "PRESS")
         wait_until(lambda: len([m for m in sub.snapshot()[start:] if m.topic == "soest/sun/last_fetch"]) >= 2,
                    15)
