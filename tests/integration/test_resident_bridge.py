@@ -169,7 +169,10 @@ def test_resident_broker_gets_the_whole_retained_tree(city: City):
 
 
 def test_resident_keeps_the_tree_through_a_city_restart(city: City):
-    before = retained_tree(city.resident.port, city.expected)
+    try:
+        before = retained_tree(city.resident.port, city.expected)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the gateway's log:\n{city.gateway.log[-4000:]}") from None
     # The home broker's own notice (notifications_local_only): "1" each time the bridge connects.
     bridge_state = "$SYS/broker/connection/alice-home-bridge/state"
     live = Subscriber(city.resident.port, *FILTERS, bridge_state, live=True)
