@@ -19,7 +19,9 @@ class TopicRule:
 
 CONTRACT: tuple[TopicRule, ...] = (
     TopicRule("{base}/gateway/status", "publish", True, "`online` / `offline`",
-              "Gateway availability. Also the MQTT Last Will, so it turns `offline` when the gateway dies."),
+              "Gateway availability. Also the MQTT Last Will, so it turns `offline` when the gateway dies. "
+              "The gateway also reads it: an `offline` there while it is connected (a late Will of another "
+              "connection) is answered with `online`."),
     TopicRule("{base}/gateway/info", "publish", True, "JSON",
               "Version, start time, `instance` (this gateway's id) and `role`, city, topic roots, and each source "
               "with its adapter, schedule, `max_age_s`, `expire_after_s`, entities and licence."),

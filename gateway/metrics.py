@@ -103,6 +103,9 @@ class Metrics:
         self.connected = Gauge("gateway_mqtt_connected", "1 while connected to the broker", registry=r)
         self.reconnects = Counter("gateway_mqtt_reconnects_total", "Successful broker connections after the first",
                                   registry=r)
+        self.status_answers = Counter("gateway_status_offline_answered_total",
+                                      "Times our status topic said offline while we were connected (a late Last "
+                                      "Will of another connection) and we said online again", registry=r)
         # Upstreams that push (gateway.push): the link, what arrived, and what was not published and why.
         self.push_connected = Gauge("gateway_push_connected",
                                     "1 while the source's upstream push link (MQTT subscription) is up",

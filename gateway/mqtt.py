@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.availability import StatusGuard
 from gateway.config import Broker
 from gateway.expiry import remaining
 from gateway.flow import NEAR_WINDOW, AckWindow, window_for
@@ -103,6 +104,8 @@ class _Connection:
         self._on_connect_failed = on_connect_failed
         self._on_message = on_message
         self._subs = Subscriptions(ok=lambda rc: rc == paho.MQTT_ERR_SUCCESS)
+        self._guard = StatusGuard()
+        self.set_will(will_topic)
         self._nodes = Nodes(broker.endpoints, broker.protocol, backoff)
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -110,7 +113,7 @@ class _Connection:
         self._renew = threading.Event()  # the session was ended on purpose: connect again at once
         self._thread: threading.Thread | None = None
         self._connections = 0
-        self._refusals = 0
+        self._refusals = _Refusals(self._nodes, on_connect_failed)
         self._address, self._protocol = self._nodes.next()
         self._connack = False
         self._gave_up = False  # no CONNACK in time: we closed the connection, the broker did not
@@ -159,7 +162,11 @@ class _Connection:
 
     def set_will(self, topic: str | None) -> None:
         """The Last Will (and online/offline) topic, from the next connection on; ``reconnect`` makes that now."""
+        if self._will_topic is not None:
+            self._subs.remove(self._will_topic)
         self._will_topic = topic
+        if topic is not None:
+            self._subs.add(topic, qos=0)  # a false offline there is answered (gateway.availability)
 
     def reconnect(self) -> None:
         """DISCONNECT (no Last Will fires) and connect again at once; publishes wait in the outbox meanwhile."""
@@ -179,6 +186,9 @@ class _Connection:
 
     def _session_ended(self) -> None:
         """The connection is gone, with whatever was in flight on it."""
+
+    def _say_online(self) -> None:
+        """Our status topic said ``offline`` while we are connected with a Will on it."""
 
     def _acked(self, mid: int) -> None:
         """The broker acknowledged the QoS 1 publish ``mid``."""
@@ -243,6 +253,8 @@ class _Connection:
                 deadline += 2.0
             for topic_filter in self._subs.due():
                 self._subs.send(self._client, topic_filter)
+            if self._guard.due(time.monotonic()) and self._connected.is_set() and not self._stopping.is_set():
+                self._say_online()
 
     def _connect(self) -> bool:
         self._connack = self._gave_up = False
@@ -265,15 +277,13 @@ class _Connection:
             if self._retry_now:
                 self._session_over.set()
                 return
-            self._refusals += 1
-            log.log(_level(self._refusals, logging.ERROR), "MQTT broker %s:%s refused the connection: %s "
-                    "(%d times)", host, port, reason, self._refusals)
-            self._refused(str(reason))
+            self._session_over.set()
+            self._refusals.refused(self._address, str(reason))
             return
         if self._client_will != self._will_topic:  # set_will() came while this connection was being made
             self.reconnect()
             return
-        self._refusals = 0
+        self._refusals.count = 0
         self._nodes.connected(self._address, self._protocol)
         log.info("connected to MQTT broker %s:%s (MQTT %s)", host, port, self._protocol)
         self._session_started(client, properties)
@@ -282,17 +292,13 @@ class _Connection:
     def _session_ready(self, client: paho.Client) -> None:
         """Subscribe, and tell the owner: from now on ``connected`` is true."""
         self._connections += 1
+        self._guard.reset()
         if self._connections > 1:
             self._metrics.reconnects.inc()
         self._subs.start_session(client, self._connected.set)
         self._metrics.connected.set(1)
         if self._on_connect is not None:
             self._on_connect(self._connections == 1)
-
-    def _refused(self, why: str) -> None:
-        self._session_over.set()
-        if self._on_connect_failed is not None:
-            self._on_connect_failed(why, True)
 
     def _handle_subscribe(self, client: paho.Client, userdata: object, mid: int,
                           reasons: list[ReasonCode], properties: object) -> None:
@@ -311,19 +317,41 @@ class _Connection:
         self._retry_now = closed_early and self._nodes.fall_back(self._address, self._protocol,
                                                                  f"{CLOSED_BEFORE_CONNACK} (MQTT 5)")
         if closed_early and not self._retry_now:
-            # RabbitMQ drops an MQTT 5 CONNECT without a word; a broker may do the same to bad credentials.
-            self._refusals += 1
-            self._nodes.closed_early(self._address, self._protocol, CLOSED_BEFORE_CONNACK,
-                                     _level(self._refusals, logging.ERROR))
-            self._refused(CLOSED_BEFORE_CONNACK)
+            self._refusals.closed_early(self._address, self._protocol)
         if was_connected and not self._stopping.is_set():
             log.warning("lost the MQTT connection to %s:%s (%s); keeping the latest values and reconnecting",
                         *self._address, reason)
 
     def _handle_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        self._guard.heard(message.topic, message.payload, self._client_will, self._will_topic)
         # The broker should not send more than we asked for; a broker that does is not trusted either.
         if self._on_message is not None and (self._max_packet is None or len(message.payload) <= self._max_packet):
             self._on_message(message.topic, message.payload, bool(message.retain))
+
+
+class _Refusals:
+    """Connections a broker refused, or closed before CONNACK: logged ever less often, told to the owner."""
+
+    def __init__(self, nodes: Nodes, report: Callable[[str, bool], object] | None) -> None:
+        self._nodes = nodes
+        self._report = report
+        self.count = 0  # in a row, since the last successful connection
+
+    def refused(self, address: tuple[str, int], reason: str) -> None:
+        self.count += 1
+        log.log(_level(self.count, logging.ERROR), "MQTT broker %s:%s refused the connection: %s (%d times)",
+                *address, reason, self.count)
+        self._tell(reason)
+
+    def closed_early(self, address: tuple[str, int], protocol: str) -> None:
+        # RabbitMQ drops an MQTT 5 CONNECT without a word; a broker may do the same to bad credentials.
+        self.count += 1
+        self._nodes.closed_early(address, protocol, CLOSED_BEFORE_CONNACK, _level(self.count, logging.ERROR))
+        self._tell(CLOSED_BEFORE_CONNACK)
+
+    def _tell(self, why: str) -> None:
+        if self._report is not None:
+            self._report(why, True)
 
 
 class MqttLink(_Connection):
@@ -540,6 +568,16 @@ class MqttLink(_Connection):
             # A node seen for the first time: the acknowledgement of ``online`` shows how long it
             # takes to store a retained message, and so which in-flight window suits it.
             self._probe = (info.mid, time.perf_counter(), client)
+
+    def _say_online(self) -> None:
+        if self._will_topic is None:
+            return
+        self._client.publish(self._will_topic, ONLINE, qos=1, retain=True)
+        self._counters[TopicClass.AVAILABILITY].inc()
+        self._metrics.status_answers.inc()
+        log.log(_level(self._guard.answers, logging.WARNING), "%s said offline while this instance is connected "
+                "(a Last Will of another connection, or a client publishing there); said online again (%d times)",
+                self._will_topic, self._guard.answers)
 
     def _session_ended(self) -> None:
         self._probe = None

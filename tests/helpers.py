@@ -391,6 +391,23 @@ def publish(port: int, topic: str, payload: bytes | str, retain: bool = False, q
     client.loop_stop()
 
 
+def late_will(port: int, topic: str, payload: bytes = b"offline", protocol: int = paho.MQTTv5) -> None:
+    """Make the broker publish a retained Last Will on ``topic`` now, as it does for a connection
+    that ends without a DISCONNECT (a rival gateway's old session, a taken-over one)."""
+    client = mqtt_client(protocol)
+    client.will_set(topic, payload, qos=1, retain=True)
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 5
+    while not connected.is_set() and time.monotonic() < deadline:
+        client.loop(0.05)
+    assert connected.is_set(), "no CONNACK for the client whose Will is to fire"
+    sock = client.socket()
+    sock.shutdown(socket.SHUT_RDWR)  # a FIN without DISCONNECT: the broker publishes the Will
+    sock.close()
+
+
 # --------------------------------------------------------------------------- gateway
 
 

@@ -27,7 +27,7 @@ from gateway.mqtt import MqttLink
 from gateway.outbox import TopicClass
 from gateway.retained import RetainedReader
 from tests.delay_proxy import DelayProxy
-from tests.helpers import Mosquitto, Subscriber, free_port, wait_until
+from tests.helpers import Mosquitto, Subscriber, barrier, free_port, late_will, publish, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -235,6 +235,80 @@ def test_losing_a_node_moves_to_the_next_and_says_online_there(two_brokers: tupl
         sub_b.close()
     finally:
         link.stop()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_late_last_will_on_our_status_is_answered_with_online(broker: Mosquitto, protocol: str):
+    """The split-brain case of issue #11: a rival's old session ends after our ``online``, and the
+    broker publishes its Will, ``offline``, on our status topic while we serve."""
+    metrics = Metrics()
+    link = _link(Broker(port=broker.port, protocol=protocol), metrics=metrics)
+    live = Subscriber(broker.port, STATUS, live=True)
+    try:
+        assert link.wait_connected(5)
+        live.wait_for(STATUS, b"online")
+        wait_until(lambda: link.subscriptions.states().get(STATUS) == "granted", timeout=5)
+        mark = live.mark()
+        late_will(broker.port, STATUS)
+        will = live.wait_for(STATUS, b"offline", after=mark)
+        assert will.retain
+        answer = live.wait_for(STATUS, b"online", after=live.snapshot().index(will) + 1, timeout=5)
+        assert (answer.retain, answer.qos) == (True, 1)
+        assert _retained_status(broker.port) == b"online"  # what a newcomer sees
+        assert metrics.registry.get_sample_value("gateway_status_offline_answered_total") == 1
+    finally:
+        link.stop()
+    # Our own offline at shutdown stays: the link does not contradict itself.
+    assert _retained_status(broker.port) == b"offline"
+    live.close()
+
+
+def _retained_status(port: int) -> bytes:
+    sub = Subscriber(port, STATUS)
+    try:
+        return sub.wait_for(STATUS).payload
+    finally:
+        sub.close()
+
+
+def test_a_flood_of_offline_gets_one_answer_per_hold_and_the_last_word(broker: Mosquitto):
+    metrics = Metrics()
+    link = _link(Broker(port=broker.port), metrics=metrics)
+    live = Subscriber(broker.port, STATUS, live=True)
+    try:
+        assert link.wait_connected(5)
+        live.wait_for(STATUS, b"online")
+        wait_until(lambda: link.subscriptions.states().get(STATUS) == "granted", timeout=5)
+        mark = live.mark()
+        started = time.monotonic()
+        for _ in range(30):
+            publish(broker.port, STATUS, b"offline", retain=True)
+        flood = time.monotonic() - started
+        wait_until(lambda: live.snapshot()[-1].payload == b"online", timeout=5)
+        answers = [m for m in live.snapshot()[mark:] if m.payload == b"online"]
+        # At most one answer per second of flooding, plus the one for the last offline.
+        assert 1 <= len(answers) <= flood + 2
+        assert metrics.registry.get_sample_value("gateway_status_offline_answered_total") == len(answers)
+    finally:
+        link.stop()
+        live.close()
+
+
+def test_a_link_without_a_will_does_not_answer(broker: Mosquitto):
+    """A standby (and a one-off tool like purge) has no status of its own to defend."""
+    link = _link(Broker(port=broker.port), will_topic=None)
+    live = Subscriber(broker.port, STATUS, "soest/test/#", live=True)
+    try:
+        assert link.wait_connected(5)
+        mark = barrier(live, broker.port)  # nothing retained on the status topic: a link without a will says nothing
+        late_will(broker.port, STATUS)
+        live.wait_for(STATUS, b"offline", after=mark)
+        time.sleep(1.5)  # longer than the guard's hold and its 0.25 s tick: an answer would be here
+        end = barrier(live, broker.port)
+        assert [m.payload for m in live.snapshot()[mark:end] if m.topic == STATUS] == [b"offline"]
+    finally:
+        link.stop()
+        live.close()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from tests.helpers import (
     expected_tree,
     free_port,
     fresh_fixture,
+    late_will,
     publish,
     retained_tree,
     wait_until,
@@ -123,7 +124,22 @@ def test_two_standbys_one_becomes_active(configs: tuple[Path, Path], broker: Mos
     assert (info["instance"], info["role"]) == (instance, "active")
     assert tree["soest/gateway/status"] == b"online"
     assert json.loads(tree[LEASE_TOPIC])["instance"] == instance
+
+    # After a split brain the loser's old session can end after the winner's online (the broker
+    # takes its new CONNECT first): its Will says offline for the serving gateway. The active
+    # one hears it and says online again; the standby, which has no status to defend, does not.
+    live = Subscriber(broker.port, "soest/gateway/status", live=True)
+    live.wait_for("soest/gateway/status", "online")  # the retained one, before anything else
+    late_will(broker.port, "soest/gateway/status")
+    will = live.wait_for("soest/gateway/status", "offline")
+    answer = live.wait_for("soest/gateway/status", "online", after=live.snapshot().index(will) + 1, timeout=5)
+    assert (answer.retain, answer.qos) == (True, 1)
+    assert retained_tree(broker.port, {"soest/gateway/status"})["soest/gateway/status"] == b"online"
+    said_again = "said offline while this instance is connected"
+    assert said_again in active.log
+    assert said_again not in standby[0].log
     assert "Traceback" not in active.log + standby[0].log
+    live.close()
     sub.close()
 
 
