@@ -202,7 +202,8 @@ class Gateway:
 
         def view() -> status.View:
             return status.View(self.catalog, self.sources, self.store, self.link, self.started_at,
-                               self.started_mono, self._next_run, self.me.instance, self.roles.role)
+                               self.started_mono, self._next_run, self.me.instance, self.roles.role,
+                               self.push.describe)
 
         return status.routes(on_loop, view, self.publisher.history)
 

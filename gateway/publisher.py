@@ -48,7 +48,7 @@ class Publisher:
         self._values(spec, values.attributes, TopicClass.ATTRIBUTES)
         for entity, reason in values.rejected:
             self.metrics.rejected.labels(source=key, entity=entity.key, reason=reason).inc()
-            log.info("%s.%s: rejected implausible value (%s)", key, entity.key, reason)
+            log.info("%s.%s: value rejected, not published (%s)", key, entity.key, reason)
         self._count(key, outcome)
         self._age(key, outcome)
         for topic, payload in outcome.diagnostics:

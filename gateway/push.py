@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -102,6 +103,11 @@ class PushLinks:
         for link in self.links.values():
             link.stop()
 
+    def describe(self, key: str) -> dict[str, Any] | None:
+        """The push link of ``key`` for the status page (None: the source does not push)."""
+        link = self.links.get(key)
+        return None if link is None else link.describe()
+
     def take_dirty(self) -> bool:
         """True once after pushed states went out: the gateway saves them with its own."""
         dirty, self.ctx.dirty = self.ctx.dirty, False
@@ -164,6 +170,11 @@ class Link:
             self._task = None
         self.up = False
         self.ctx.metrics.push_connected.labels(source=self.spec.key).set(0)
+
+    def describe(self) -> dict[str, Any]:
+        """Whether it is subscribed, to how many topics where, and the last failure while it is not."""
+        return {"host": self.settings.host, "running": self.running, "up": self.up, "topics": len(self.tracks),
+                "why": None if self.up else self._why or None}
 
     def polled(self, readings: Sequence[Reading], fetched_at: datetime) -> list[Reading]:
         options = self.ctx.sources[self.spec.key].options or self.spec.options

@@ -25,6 +25,7 @@ from gateway.pipeline import Collected, collect, parse
 from gateway.records import Reading
 from gateway.rhythm import Rhythm
 from gateway.store import Outgoing, Store
+from gateway.units import REFUSED, UNKNOWN_UNIT
 
 log = logging.getLogger("gateway.app")
 
@@ -79,6 +80,8 @@ def evaluate(spec: SourceSpec, store: Store, readings: Sequence[Reading], fetche
                 rejected = judge(reading.value, reading.observed_at, entity.measurement,
                                  previous.number if previous else None,
                                  previous.observed_at if previous else None, fetched_at)
+            elif REFUSED in reading.attributes:  # no value to judge, but a refusal to count (the last good one stays)
+                out.rejected.append((entity, UNKNOWN_UNIT))
             store.put(spec, entity, reading, rejected, fetched_at, source_url, mono, out)
     return out
 

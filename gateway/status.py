@@ -32,6 +32,7 @@ class View:
     next_run: Callable[[str], datetime | None]
     instance: str = ""
     role: str = "active"  # "standby": another instance publishes (gateway.lease)
+    push: Callable[[str], dict[str, Any] | None] = lambda key: None  # a source's push link (gateway.push)
 
 
 def snapshot(view: View) -> dict[str, Any]:
@@ -60,6 +61,7 @@ def snapshot(view: View) -> dict[str, Any]:
             "data_age_s": round((now - newest).total_seconds()) if newest is not None else None,
             "cadence_s": spec.config.effective_cadence(),
             "align": alignment(spec, state),
+            "push": view.push(key),
         }
         entities.extend(_entity_rows(spec, view.store, now))
     return {
@@ -244,6 +246,11 @@ function polling(a) {
   if (a.state !== "aligned") return "interval (" + a.state + ")";
   return "aligned, lag " + age(Math.round(a.lag_s));
 }
+function pushed(p) {
+  if (!p) return "";
+  if (p.up) return "; push: " + p.topics + " topics on " + p.host;
+  return p.running ? "; push down (" + (p.why || "not connected") + ")" : "; push starts with the first poll";
+}
 // Pictures of the last day from /api/history (refreshed every minute): plain SVG, no library.
 const SVG = "http://www.w3.org/2000/svg";
 let past = {entities: {}, sources: {}};
@@ -294,7 +301,7 @@ function render(st) {
     cell(row, s.name + " (" + key + ")");
     cell(row, s.status, s.status);
     cell(row, age(s.data_age_s), "num age" + (s.data_age_s > s.max_age_s ? " stale" : ""));
-    cell(row, age(s.cadence_s), "num"); cell(row, polling(s.align), "polling");
+    cell(row, age(s.cadence_s), "num"); cell(row, polling(s.align) + pushed(s.push), "polling");
     strip(cell(row, ""), past.sources[key]);
     cell(row, when(s.last_fetch)); cell(row, when(s.next_run));
     cell(row, s.requests, "num"); cell(row, s.errors, "num"); cell(row, s.last_error, "err");

@@ -95,6 +95,11 @@ def in_our_unit(value: float | None, symbol: str) -> tuple[float | None, str | N
     return (known[1](value) if value is not None else None), known[0]
 
 
+# The attribute that says why a value was refused, and the reason gateway_rejected_readings_total counts it under.
+REFUSED = "refused"
+UNKNOWN_UNIT = "unknown_unit"
+
+
 def trusted_unit(value: float | None, symbol: str | None) -> tuple[float | None, dict[str, str | None]]:
     """Upstream's own unit trusted: the value in our unit and the attributes saying which (``unit``), or no
     value and the reason (``refused``) for a symbol we do not know. Without a symbol (a count, a state) the value
@@ -103,5 +108,5 @@ def trusted_unit(value: float | None, symbol: str | None) -> tuple[float | None,
         return value, {"unit": None}
     converted, unit = in_our_unit(value, symbol)
     if unit is None:
-        return None, {"unit": None, "refused": f"unit {symbol!r} is not one we know; the value is not published"}
+        return None, {"unit": None, REFUSED: f"unit {symbol!r} is not one we know; the value is not published"}
     return converted, {"unit": unit}

@@ -8,8 +8,10 @@ from pathlib import Path
 from adapters import ADAPTERS
 from gateway import catalog
 from gateway.config import load
-from gateway.runs import SourceState, run_once
+from gateway.records import Reading
+from gateway.runs import SourceState, evaluate, run_once
 from gateway.store import Store
+from gateway.units import UNKNOWN_UNIT, trusted_unit
 from tests.helpers import brightsky_config
 
 
@@ -48,3 +50,22 @@ def test_failures_count_and_the_threshold_takes_the_source_offline(tmp_path: Pat
     assert second.diagnostics == [("soest/brightsky/fetch_errors", b"2")]
     assert state.last_error is not None
     assert state.last_error.startswith("http_5xx: ")
+
+
+def test_a_value_refused_for_its_unit_is_counted_and_the_last_good_one_stays(tmp_path: Path, upstream):
+    """SensorThings' unit trust (api.trusted_unit) refuses a symbol it does not know; the refusal
+    counts as a rejected reading, as an implausible value does, and nothing replaces the value."""
+    spec, store = spec_and_store(tmp_path, upstream)
+    now = datetime.now(UTC).replace(microsecond=0)
+    good = evaluate(spec, store, [Reading("temperature", 21.5, now)], now, "http://x", mono=0.0)
+    assert good.states == [("soest/brightsky/temperature", b"21.5")]
+    assert good.rejected == []
+    value, attrs = trusted_unit(300.0, "C")  # coulomb, not Celsius
+    assert value is None
+    out = evaluate(spec, store, [Reading("temperature", value, now, attributes=attrs)], now, "http://x", mono=1.0)
+    assert [(entity.key, reason) for entity, reason in out.rejected] == [("temperature", UNKNOWN_UNIT)]
+    assert out.states == []
+    assert store.entities["soest/brightsky/temperature"].text == "21.5"
+    # A value that is merely missing is not a rejection.
+    missing = evaluate(spec, store, [Reading("temperature", None, now)], now, "http://x", mono=2.0)
+    assert missing.rejected == []

@@ -128,6 +128,12 @@ def test_pushed_observations_are_published_within_the_pipeline_and_garbage_is_dr
         proc.terminate()
 
 
+def push_state(http_port: int) -> dict:
+    """The push link as /api/status (and so the status page) shows it."""
+    doc = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/status", timeout=5).read())
+    return doc["sources"][KEY]["push"]
+
+
 def test_upstream_broker_restart_resubscribes_polls_the_gap_and_shows_in_availability(
         tmp_path: Path, broker: Mosquitto, up_broker: Mosquitto, upstream: FixtureServer):
     rest = RestSide(upstream)
@@ -142,6 +148,7 @@ def test_upstream_broker_restart_resubscribes_polls_the_gap_and_shows_in_availab
         wait_until(lambda: metric(scrape(), "gateway_push_connected", source=KEY) == 1.0, 15)
         wait_until(lambda: rest.polls() >= 2, 10)
         polls = rest.polls()
+        assert push_state(http_port) == {"host": "127.0.0.1", "running": True, "up": True, "topics": 2, "why": None}
 
         up_broker.stop()
         # An Observation the server stored while its broker was away: only the REST poll can bring it.
@@ -151,6 +158,9 @@ def test_upstream_broker_restart_resubscribes_polls_the_gap_and_shows_in_availab
         assert (down.retain, down.qos) == (True, 1)
         assert metric(scrape(), "gateway_push_connected", source=KEY) == 0.0
         assert rest.polls() == polls  # no polling storm while the upstream broker is away
+        state = push_state(http_port)
+        assert (state["up"], state["topics"]) == (False, 2)
+        assert state["why"]  # the failure, as the log says it
 
         up_broker.start()  # same port
         got = sub.wait_for(TEMPERATURE, "25.2", timeout=15, after=mark)
