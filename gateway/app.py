@@ -99,7 +99,7 @@ class Gateway:
         # Bound here, so a taken port is a start-up error and not a crash inside the event loop.
         self.http = HttpServer(http_host, http_port, self.metrics.registry, self._routes(),
                                posts=self.notifier.routes) if http_port is not None else None
-        self.saved = SavedValues(catalog, self.store, self.link, self.publisher, data_dir)
+        self.saved = SavedValues(catalog, self.store, self.sources, self.link, self.publisher, data_dir)
         self.announcer = Announcer(catalog, self.link,
                                    StateFile(data_dir, REGISTRY_FILE) if data_dir is not None else None)
         self.roles = me.roles(self.link, catalog, self.serve, self.unserve)

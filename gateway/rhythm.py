@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 MIN_SAMPLES = 3  # stamps (and Last-Modified lags) before a rhythm is trusted
 STAMPS_KEPT = 12
@@ -212,6 +213,34 @@ class Rhythm:
         self._aim = Plan(max(earliest, stamp + offset), stamp)
         return self._aim
 
+    # ------------------------------------------------------------------ kept across restarts
+
+    def dump(self) -> dict[str, Any]:
+        """What was learned, for the data directory (gateway.saved): a restart need not learn it again."""
+        return {"cadence": self.cadence, "offset": self.offset, "stamps": list(self._stamps), "lags": list(self._lags),
+                "waits": list(self._waits), "tracked": self._tracked, "descent": self._descent, "newest": self._newest}
+
+    def load(self, doc: object, max_offset: float) -> bool:
+        """Take back what ``dump`` gave. Ignored (False) unless it is for this cadence and every number is
+        sane: the data directory is trusted no more than upstream, and a changed config learns afresh."""
+        if not isinstance(doc, dict) or doc.get("cadence") != self.cadence:
+            return False
+        stamps, lags, waits = (_numbers(doc.get(k), n) for k, n in (("stamps", STAMPS_KEPT), ("lags", LAGS_KEPT),
+                                                                      ("waits", STAMPS_KEPT)))
+        tracked, newest, offset, descent = doc.get("tracked"), doc.get("newest"), doc.get("offset"), doc.get("descent")
+        limit = MAX_LAG_CADENCES * self.cadence
+        if (stamps is None or lags is None or waits is None or not _maybe(tracked, 0.0, limit)
+                or not _maybe(newest, 0.0, math.inf) or not _maybe(offset, 0.0, max_offset) or offset is None
+                or not isinstance(descent, int) or isinstance(descent, bool) or not -1 <= descent <= 64
+                or any(not -self.tolerance <= lag <= limit for lag in lags)):
+            return False
+        self.forget()
+        self._stamps.extend(stamps)
+        self._lags.extend(lags)
+        self._waits.extend(waits)
+        self._tracked, self._newest, self.offset, self._descent = tracked, newest, float(offset), descent
+        return True
+
     def describe(self) -> dict[str, float | str | int | None]:
         """For the status page: state, learned phase and lag, hits and misses of planned fetches."""
         phase = self.phase()
@@ -225,3 +254,20 @@ class Rhythm:
             "hits": self.hits,
             "misses": self.missed,
         }
+
+
+def _numbers(value: object, kept: int) -> list[float] | None:
+    """A list of at most ``kept`` finite numbers, as floats; None for anything else."""
+    if not isinstance(value, list) or len(value) > kept:
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        return None
+    return [float(v) for v in value]
+
+
+def _maybe(value: object, low: float, high: float) -> bool:
+    """None, or a finite number in [low, high]."""
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+        and low <= value <= high

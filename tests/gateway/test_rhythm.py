@@ -203,3 +203,42 @@ def test_grid_phase_across_the_wrap():
 def test_quantile():
     assert quantile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
     assert quantile([1.0, 2.0], 0.95) == pytest.approx(1.95)
+
+
+def learned(last_modified: bool = True) -> tuple[Rhythm, Upstream]:
+    up = Upstream(lags(7, 100), last_modified=last_modified)
+    rhythm = Rhythm(CADENCE, CADENCE, offset=10.0)
+    run(rhythm, up, T0 + DAY / 4)
+    return rhythm, up
+
+
+@pytest.mark.parametrize("last_modified", [True, False])
+def test_a_dumped_rhythm_is_the_same_rhythm_after_loading(last_modified: bool):
+    rhythm, _ = learned(last_modified)
+    doc = rhythm.dump()
+    back = Rhythm(CADENCE, CADENCE, offset=55.0)
+    assert back.load(doc, max_offset=60.0)
+    assert back.dump() == doc  # the offset too: a gateway keeps its moment across restarts
+    assert (back.state, back.phase(), back.lag()) == (rhythm.state, rhythm.phase(), rhythm.lag())
+    last = T0 + DAY / 4
+    assert back.plan(last) == rhythm.plan(last)
+
+
+def test_a_saved_rhythm_for_another_cadence_is_learned_afresh():
+    rhythm, _ = learned()
+    other = Rhythm(300.0, 300.0)
+    assert not other.load(rhythm.dump(), max_offset=60.0)
+    assert other.state == "learning"
+
+
+@pytest.mark.parametrize("change", [
+    {"stamps": "12"}, {"stamps": [1.0] * 13}, {"stamps": [1.0, math.nan]}, {"lags": [True, 1.0, 2.0]},
+    {"lags": [1e12]}, {"waits": None}, {"tracked": -5.0}, {"tracked": 1e9}, {"newest": "soon"},
+    {"offset": -1.0}, {"offset": 61.0}, {"offset": None}, {"descent": 1.5}, {"descent": 10_000},
+])
+def test_a_tampered_saved_rhythm_is_ignored(change: dict):
+    rhythm, _ = learned()
+    fresh = Rhythm(CADENCE, CADENCE, offset=5.0)
+    assert not fresh.load({**rhythm.dump(), **change}, max_offset=60.0)
+    assert (fresh.state, fresh.offset) == ("learning", 5.0)
+    assert not fresh.load("not a dict", max_offset=60.0)

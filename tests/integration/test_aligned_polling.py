@@ -177,3 +177,33 @@ def test_aligned_polling_fetches_after_each_update_and_never_more_often(
     assert aligned_metrics['gateway_publish_delay_since_modified_seconds_count{source="brightsky"}'] == count
     assert aligned_metrics['gateway_publish_delay_since_modified_seconds_bucket{le="5.0",source="brightsky"}'] \
         == count
+
+
+def test_a_restart_keeps_the_learned_rhythm(tmp_path: Path, broker: Mosquitto,
+                                            rhythmic: tuple[RhythmicUpstream, RhythmicUpstream]):
+    """The rhythm is saved in the data directory: after a restart the first planned fetch is aligned,
+    instead of three plain-interval fetches to learn it again."""
+    upstream = rhythmic[0]
+    proc, port = start(tmp_path, "kept", broker, upstream, "auto")
+    try:
+        wait_until(lambda: get_json(port, "/api/status").get("sources", {}).get("brightsky", {})
+                   .get("align", {}).get("hits", 0) >= 2, 40, interval=0.5)
+    finally:
+        proc.terminate()  # saves the state at exit
+    saved = json.loads((tmp_path / "kept" / "data" / "state.json").read_text())["rhythms"]["brightsky"]
+    assert saved["cadence"] == CADENCE
+    assert len(saved["lags"]) >= 3
+
+    first = len(upstream.requests)
+    again = GatewayProcess(tmp_path / "kept.yaml", broker.port, env={"GATEWAY_HTTP_PORT": str(port),
+                                                          "GATEWAY_DATA_DIR": str(tmp_path / "kept" / "data")})
+    try:
+        wait_until(lambda: len(upstream.requests) >= first + 4, 30, interval=0.2)
+        align = get_json(port, "/api/status")["sources"]["brightsky"]["align"]
+    finally:
+        again.terminate()
+    assert "restored the learned update rhythm of brightsky (aligned)" in again.log
+    assert (align["state"], align["lag_from"], align["lag_s"]) == ("aligned", "last_modified", LAG)
+    # The fetch at start is the plain one; every later one lands just after an update.
+    late = [(t - LAG) % CADENCE for t in upstream.requests[first + 1:]]
+    assert all(x < 1.5 for x in late), late
