@@ -17,9 +17,9 @@ DEFAULT_DATASTREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Luf
 # One request: the first matching Thing, its Locations and each Datastream's newest Observation.
 EXPAND = "Locations,Datastreams($expand=Observations($orderby=phenomenonTime desc;$top=1))"
 # Why an alias has no value when its Datastream is absent. Servers page expanded Datastreams (FROST at its
-# defaultTop, 100; Hamburg's Urban Data Hub documents "Datastreams@iot.nextLink" in a Thing): one request sees the
-# first page only, so the note says when there were more.
-MISSING = ("no Datastream of this name", "no Datastream of this name on the first page (the server pages them)")
+# defaultTop, 100; Hamburg's Urban Data Hub documents "Datastreams@iot.nextLink" in a Thing): the core follows
+# that link on the server's own origin (api.odata_paging); a link elsewhere is not followed, and the note says so.
+MISSING = ("no Datastream of this name", "no Datastream of this name on the pages read (more are on another host)")
 
 
 class Options(api.AdapterOptions):
@@ -96,4 +96,5 @@ ADAPTER = api.Adapter(
     attribution="Operator of the configured SensorThings API server", info_url="https://docs.ogc.org/is/18-088/18-088.html",
     fields=frozenset(DEFAULT_DATASTREAMS), options=Options, request=request, parse=parse,
     dynamic_fields=lambda opts: frozenset(opts.datastreams), push=api.Push(lambda o: o.mqtt, push_topic, parse_pushed),
+    paging=api.odata_paging("Datastreams"),
 )

@@ -2,8 +2,8 @@
 
 Adapters import this module only (plus the standard library and third-party parsers), so that loading one
 does not load the core's configuration, scheduler or Home Assistant tables; the core imports adapters, never
-the other way round. It imports gateway.records, gateway.errors, gateway.units, gateway.geo and
-gateway.csvtext, all pure.
+the other way round. It imports gateway.records, gateway.errors, gateway.units, gateway.geo,
+gateway.csvtext and gateway.odata, all pure.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from gateway import odata
 from gateway.csvtext import number as csv_number
 from gateway.csvtext import read_table as read_csv
 from gateway.csvtext import select as csv_rows
@@ -42,7 +44,8 @@ __all__ = [
     "check_timezone", "clip", "converted", "csv_number", "csv_rows", "day_key", "dig", "distance_m", "error_kind",
     "expect_any", "finite_number", "flag", "from_unit_code", "geojson_position", "get", "identifier", "in_our_unit",
     "integer", "iso_date", "kwh_per_m2_per_10min_to_w_per_m2", "latest_per_id", "listed", "load_json",
-    "load_json_array", "load_json_object", "local_datetime", "member", "number", "odata_key", "offset_zone", "one_of",
+    "load_json_array", "load_json_object", "local_datetime", "member", "number", "odata_key", "odata_paging",
+    "offset_zone", "one_of",
     "pa_to_hpa", "phase", "pick", "point", "position", "read_csv", "read_fields", "readings", "require", "series",
     "station_at", "text", "trusted_unit", "utc_datetime", "uw_per_cm2_to_w_per_m2",
 ]
@@ -162,6 +165,13 @@ class Paging:
     next: Callable[[Any, Request, bytes, Mapping[str, str]], Request | None]
     merge: Callable[[Sequence[bytes]], bytes]
     max_pages: int = 20
+
+
+def odata_paging(collection: str, max_pages: int = 20) -> Paging:
+    """Paging for an OData (SensorThings) query that expands ``collection`` inside its first entity: the core
+    follows ``<collection>@iot.nextLink`` on the same origin and ``parse`` reads the collection whole (gateway.odata).
+    """
+    return Paging(partial(odata.next_link, collection), partial(odata.merge, collection), max_pages)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import yaml
 from pydantic import ValidationError
 
-from adapters import sensorthings
+from adapters import ADAPTERS, sensorthings
+from gateway import catalog
+from gateway.config import loads
 from gateway.errors import ParseError
+from gateway.fetch import make_session
+from gateway.pipeline import collect
 from gateway.records import Reading
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, ROOT, FixtureServer
 
 STREAMS = {"illuminance": "Beleuchtungsstärke", "temperature": "Lufttemperatur", "humidity": "Relative Luftfeuchte",
            "precipitation": "Niederschlag", "battery": "Batteriestatus", "wind_speed": "Windgeschwindigkeit"}
@@ -207,8 +212,8 @@ def test_a_paged_thing_with_a_polygon_location_and_units_as_servers_write_them()
     assert "'mm/h'" in attrs["rain_rate"]["refused"]
     assert attrs["passers_by"]["unit"] is None
     assert "refused" not in attrs["passers_by"]
-    # A Datastream not on the first page is said to be so.
-    assert attrs["wind_speed"]["note"] == "no Datastream of this name on the first page (the server pages them)"
+    # A Datastream behind a next-page link that was not followed (parse alone follows none) is said to be so.
+    assert attrs["wind_speed"]["note"] == "no Datastream of this name on the pages read (more are on another host)"
     # The polygon's centroid stands in for the Thing's position.
     station = readings["temperature"].station
     assert station is not None
@@ -232,3 +237,68 @@ def test_units_are_converted_to_ours_or_refused(symbol: str, result: float, expe
     assert reading.attributes["unit"] == unit
     assert reading.value == (None if value is None else pytest.approx(value))
     assert ("refused" in reading.attributes) is (unit is None)
+
+
+# --------------------------------------------------------------------------- paging, against a local server
+
+PAGE_2 = {"value": [{"@iot.id": 47, "name": "Windgeschwindigkeit", "unitOfMeasurement": {"symbol": "m/s"},
+                     "Observations": [{"@iot.id": 9001, "phenomenonTime": "2025-06-21T10:20:00.000Z", "result": 2.5}]}]}
+NEXT = "/v1.1/Things(17)/Datastreams"
+
+
+def paged_spec(base_url: str) -> catalog.SourceSpec:
+    data = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    source = {**data["sources"]["urban_sensors"], "enabled": True, "base_url": base_url}
+    source["options"] = {**source["options"], "datastreams": {"temperature": "Lufttemperatur",
+                                                             "wind_speed": "Windgeschwindigkeit"}}
+    source["entities"] = {"temperature": {"name": "Temperature"}, "wind_speed": {"name": "Wind speed"}}
+    data["sources"] = {"urban_sensors": source}
+    return catalog.build(loads(yaml.safe_dump(data, allow_unicode=True), ROOT / "topics.yaml"),
+                         ADAPTERS).sources["urban_sensors"]
+
+
+def first_page(link: str) -> bytes:
+    return (FIXTURES / "sensorthings" / "paged_polygon_units.json").read_text().replace(
+        "https://daten-api.example.de/v1.1/Things(17)/Datastreams", link).encode()
+
+
+def test_expanded_datastreams_on_further_pages_are_fetched(upstream: FixtureServer):
+    upstream.serve("/v1.1/Things", first_page(upstream.url + NEXT))
+    upstream.serve(NEXT, PAGE_2)
+    got = collect(paged_spec(upstream.url), make_session(), None, None, NOW)
+    readings = {r.field: r for r in got.readings or []}
+    assert readings["wind_speed"].value == pytest.approx(9.0)  # 2.5 m/s
+    assert "note" not in readings["wind_speed"].attributes
+    assert readings["temperature"].value == 18.4
+    paths = [p for p, _ in upstream.requests]
+    assert [p.split("?")[0] for p in paths] == ["/v1.1/Things", NEXT]
+    # The link is followed as the server wrote it (its $skip and nested $expand), not rebuilt.
+    assert parse_qs(urlsplit(paths[1]).query)["$skip"] == ["6"]
+    assert "Observations" in parse_qs(urlsplit(paths[1]).query)["$expand"][0]
+
+
+def test_a_next_page_link_to_another_host_is_not_followed(upstream: FixtureServer):
+    upstream.serve("/v1.1/Things", first_page("http://internal.frost:8080/FROST-Server/v1.1/Things(17)/Datastreams"))
+    got = collect(paged_spec(upstream.url), make_session(), None, None, NOW)
+    readings = {r.field: r for r in got.readings or []}
+    assert readings["wind_speed"].value is None
+    assert readings["wind_speed"].attributes["note"] == sensorthings.MISSING[1]
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize("page", [b"<html>502 Bad Gateway</html>", b'{"value": "none"}', b"[1]"])
+def test_a_broken_further_page_fails_the_fetch(upstream: FixtureServer, page: bytes):
+    upstream.serve("/v1.1/Things", first_page(upstream.url + NEXT))
+    upstream.serve(NEXT, page)
+    with pytest.raises(ParseError) as info:
+        collect(paged_spec(upstream.url), make_session(), None, None, NOW)
+    assert info.value.kind == "bad_schema"
+
+
+def test_pages_beyond_the_limit_are_an_error_not_a_silent_cut(upstream: FixtureServer):
+    upstream.serve("/v1.1/Things", first_page(upstream.url + NEXT))
+    upstream.serve(NEXT, {**PAGE_2, "@iot.nextLink": upstream.url + NEXT + "?$skip=7"})  # a server that loops
+    with pytest.raises(ParseError) as info:
+        collect(paged_spec(upstream.url), make_session(), None, None, NOW)
+    assert info.value.kind == "too_large"
+    assert len(upstream.requests) == 20
