@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 from gateway.topics import OFFLINE
 
@@ -31,6 +32,7 @@ class StatusGuard:
         self._lock = threading.Lock()
         self._disputed = False
         self._answered_at = -math.inf
+        self._closed = False
         self.answers = 0  # how often ``online`` was said again
 
     def heard(self, topic: str, payload: bytes, will: str | None, wanted: str | None) -> None:
@@ -49,6 +51,20 @@ class StatusGuard:
             self._answered_at = now
             self.answers += 1
             return True
+
+    def send(self, publish: Callable[[], object]) -> bool:
+        """Run ``publish`` (the answer) unless the link is shutting down; under the lock, so that ``close``
+        cannot slip in between and leave a retained ``online`` after the final ``offline``."""
+        with self._lock:
+            if self._closed:
+                return False
+            publish()
+            return True
+
+    def close(self) -> None:
+        """Shutting down: our own ``offline`` is the last word, nothing is answered any more."""
+        with self._lock:
+            self._closed = True
 
     def reset(self) -> None:
         """A new connection says ``online`` anyway: what was heard on the old one is answered by that."""

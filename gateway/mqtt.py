@@ -506,6 +506,7 @@ class MqttLink(_Connection):
     def stop(self, timeout: float = 3.0) -> None:
         """Publish ``offline``, wait for in-flight messages, disconnect and end the thread."""
         self._stopping.set()
+        self._guard.close()
         if self._connected.is_set() and self._will_topic is not None:
             info = self._client.publish(self._will_topic, OFFLINE, qos=1, retain=True)
             self._counters[TopicClass.AVAILABILITY].inc()
@@ -570,14 +571,17 @@ class MqttLink(_Connection):
             self._probe = (info.mid, time.perf_counter(), client)
 
     def _say_online(self) -> None:
-        if self._will_topic is None:
+        topic, client = self._will_topic, self._client
+
+        def publish() -> None:
+            if client.publish(topic, ONLINE, qos=1, retain=True).rc == paho.MQTT_ERR_SUCCESS:
+                self._window.sent()  # its PUBACK is counted off the ack window, as every QoS 1 publish's
+        if topic is None or not self._guard.send(publish):
             return
-        self._client.publish(self._will_topic, ONLINE, qos=1, retain=True)
         self._counters[TopicClass.AVAILABILITY].inc()
         self._metrics.status_answers.inc()
-        log.log(_level(self._guard.answers, logging.WARNING), "%s said offline while this instance is connected "
-                "(a Last Will of another connection, or a client publishing there); said online again (%d times)",
-                self._will_topic, self._guard.answers)
+        log.log(_level(n := self._guard.answers, logging.WARNING), "%s said offline while this instance is connected "
+                "(a Last Will of another connection, or a client publishing there); said online again (%d)", topic, n)
 
     def _session_ended(self) -> None:
         self._probe = None

@@ -29,7 +29,12 @@ def next_link(collection: str, opts: object, request: Request, body: bytes,
     """The request for the page after ``body`` (which ``request`` fetched), or None after the last."""
     data = _object(body)
     entity = _first_entity(data, collection)
-    link = entity.get(f"{collection}@iot.nextLink") if entity is not None else data.get("@iot.nextLink")
+    if entity is not None:
+        link = entity.get(f"{collection}@iot.nextLink")
+    elif urlsplit(request.url).path.endswith(f"/{collection}"):  # a page of the collection, fetched by its link
+        link = data.get("@iot.nextLink")
+    else:  # a first page without the collection (not expanded): its own link is the next *Thing*
+        return None
     if link is None:
         return None
     if not isinstance(link, str) or not link or len(link) > MAX_LINK:

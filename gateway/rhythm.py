@@ -40,6 +40,7 @@ GRID_TOLERANCE = 0.02  # of the cadence (at least MIN_TOLERANCE): how far stamps
 MIN_TOLERANCE = 2.0
 LATE_TOLERANCE = 0.05  # of the cadence: a fetch this late is kept rather than skipping a stamp to move earlier
 MAX_LAG_CADENCES = 4  # a "lag" longer than this many cadences is not a publication delay
+MAX_WAIT_S = 366 * 86400.0  # fetch time - stamp, as saved: upstream may lag for months, not for years
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,19 +221,21 @@ class Rhythm:
         return {"cadence": self.cadence, "offset": self.offset, "stamps": list(self._stamps), "lags": list(self._lags),
                 "waits": list(self._waits), "tracked": self._tracked, "descent": self._descent, "newest": self._newest}
 
-    def load(self, doc: object, max_offset: float) -> bool:
+    def load(self, doc: object, max_offset: float, now: float) -> bool:
         """Take back what ``dump`` gave. Ignored (False) unless it is for this cadence and every number is
-        sane: the data directory is trusted no more than upstream, and a changed config learns afresh."""
+        sane: the data directory is trusted no more than upstream, and a changed config learns afresh.
+        ``now`` (Unix seconds): no stamp may lie in the future, or the next fetch would be planned there."""
         if not isinstance(doc, dict) or doc.get("cadence") != self.cadence:
             return False
-        stamps, lags, waits = (_numbers(doc.get(k), n) for k, n in (("stamps", STAMPS_KEPT), ("lags", LAGS_KEPT),
-                                                                      ("waits", STAMPS_KEPT)))
+        limit, soon = MAX_LAG_CADENCES * self.cadence, now + self.cadence
+        stamps = _numbers(doc.get("stamps"), STAMPS_KEPT, 0.0, soon)
+        lags = _numbers(doc.get("lags"), LAGS_KEPT, -self.tolerance, limit)
+        waits = _numbers(doc.get("waits"), STAMPS_KEPT, -self.tolerance, MAX_WAIT_S)
         tracked, newest, offset, descent = doc.get("tracked"), doc.get("newest"), doc.get("offset"), doc.get("descent")
-        limit = MAX_LAG_CADENCES * self.cadence
         if (stamps is None or lags is None or waits is None or not _maybe(tracked, 0.0, limit)
-                or not _maybe(newest, 0.0, math.inf) or not _maybe(offset, 0.0, max_offset) or offset is None
-                or not isinstance(descent, int) or isinstance(descent, bool) or not -1 <= descent <= 64
-                or any(not -self.tolerance <= lag <= limit for lag in lags)):
+                or not _maybe(newest, max(stamps, default=0.0), soon) or not _maybe(offset, 0.0, max_offset)
+                or offset is None or not isinstance(descent, int) or isinstance(descent, bool)
+                or not -1 <= descent <= 64):
             return False
         self.forget()
         self._stamps.extend(stamps)
@@ -256,11 +259,10 @@ class Rhythm:
         }
 
 
-def _numbers(value: object, kept: int) -> list[float] | None:
-    """A list of at most ``kept`` finite numbers, as floats; None for anything else."""
-    if not isinstance(value, list) or len(value) > kept:
-        return None
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+def _numbers(value: object, kept: int, low: float, high: float) -> list[float] | None:
+    """A list of at most ``kept`` numbers in [low, high], as floats; None for anything else."""
+    if not isinstance(value, list) or len(value) > kept or not all(_maybe(v, low, high) and v is not None
+                                                                    for v in value):
         return None
     return [float(v) for v in value]
 

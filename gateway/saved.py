@@ -62,7 +62,7 @@ class SavedValues:
         for key, doc in saved.items():
             spec, state = self.catalog.sources.get(key), self.sources.get(key)
             rhythm = rhythm_of(spec, state) if spec is not None and state is not None else None
-            if rhythm is not None and rhythm.load(doc, spec.config.effective_jitter()):
+            if rhythm is not None and rhythm.load(doc, spec.config.effective_jitter(), time.time()):
                 restored.append(f"{key} ({rhythm.state})")
         if restored:
             log.info("restored the learned update rhythm of %s", ", ".join(restored))

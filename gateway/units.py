@@ -107,6 +107,7 @@ def trusted_unit(value: float | None, symbol: str | None) -> tuple[float | None,
     if not symbol:
         return value, {"unit": None}
     converted, unit = in_our_unit(value, symbol)
-    if unit is None:
-        return None, {"unit": None, REFUSED: f"unit {symbol!r} is not one we know; the value is not published"}
+    if unit is None:  # said only of a value there was: no value refused is no refusal to count (gateway.runs)
+        why = {REFUSED: f"unit {symbol!r} is not one we know; the value is not published"} if value is not None else {}
+        return None, {"unit": None, **why}
     return converted, {"unit": unit}

@@ -48,3 +48,12 @@ def test_a_new_connection_forgets_what_the_old_one_heard():
     guard.heard(STATUS, b"offline", STATUS, STATUS)
     guard.reset()  # the new connection says online anyway
     assert not guard.due(100.0)
+
+
+def test_after_close_nothing_is_sent():
+    guard = StatusGuard()
+    sent: list[str] = []
+    assert guard.send(lambda: sent.append("online"))
+    guard.close()  # the link is stopping: its own offline is the last word
+    assert not guard.send(lambda: sent.append("online"))
+    assert sent == ["online"]

@@ -55,3 +55,9 @@ def test_pages_are_merged_into_the_entity_and_an_unfollowed_link_is_kept():
     rest = json.loads(merge("Datastreams", [first, body({"value": [], "@iot.nextLink": "https://other/x"})]))
     assert rest["value"][0]["Datastreams@iot.nextLink"] == "https://other/x"
     assert merge("Datastreams", [first]) == first  # one page: untouched
+
+
+def test_a_first_page_without_the_collection_does_not_follow_the_next_thing():
+    """A server that ignored $expand: its top-level link is the next Thing, not more Datastreams."""
+    unexpanded = body({"@iot.nextLink": "https://frost.example/v1.1/Things?$skip=1", "value": [{"name": "Box"}]})
+    assert next_link("Datastreams", None, FIRST, unexpanded, {}) is None

@@ -217,7 +217,7 @@ def test_a_dumped_rhythm_is_the_same_rhythm_after_loading(last_modified: bool):
     rhythm, _ = learned(last_modified)
     doc = rhythm.dump()
     back = Rhythm(CADENCE, CADENCE, offset=55.0)
-    assert back.load(doc, max_offset=60.0)
+    assert back.load(doc, max_offset=60.0, now=T0 + DAY / 4)
     assert back.dump() == doc  # the offset too: a gateway keeps its moment across restarts
     assert (back.state, back.phase(), back.lag()) == (rhythm.state, rhythm.phase(), rhythm.lag())
     last = T0 + DAY / 4
@@ -227,7 +227,7 @@ def test_a_dumped_rhythm_is_the_same_rhythm_after_loading(last_modified: bool):
 def test_a_saved_rhythm_for_another_cadence_is_learned_afresh():
     rhythm, _ = learned()
     other = Rhythm(300.0, 300.0)
-    assert not other.load(rhythm.dump(), max_offset=60.0)
+    assert not other.load(rhythm.dump(), max_offset=60.0, now=T0 + DAY / 4)
     assert other.state == "learning"
 
 
@@ -235,10 +235,13 @@ def test_a_saved_rhythm_for_another_cadence_is_learned_afresh():
     {"stamps": "12"}, {"stamps": [1.0] * 13}, {"stamps": [1.0, math.nan]}, {"lags": [True, 1.0, 2.0]},
     {"lags": [1e12]}, {"waits": None}, {"tracked": -5.0}, {"tracked": 1e9}, {"newest": "soon"},
     {"offset": -1.0}, {"offset": 61.0}, {"offset": None}, {"descent": 1.5}, {"descent": 10_000},
+    # Stamps in the future would plan the next fetch there, and nothing before it would correct them.
+    {"newest": T0 + DAY / 4 + 365 * DAY}, {"stamps": [T0 + DAY], "newest": T0 + DAY}, {"newest": T0},
+    {"waits": [-1000.0]}, {"waits": [1e12]},
 ])
 def test_a_tampered_saved_rhythm_is_ignored(change: dict):
     rhythm, _ = learned()
     fresh = Rhythm(CADENCE, CADENCE, offset=5.0)
-    assert not fresh.load({**rhythm.dump(), **change}, max_offset=60.0)
+    assert not fresh.load({**rhythm.dump(), **change}, max_offset=60.0, now=T0 + DAY / 4)
     assert (fresh.state, fresh.offset) == ("learning", 5.0)
-    assert not fresh.load("not a dict", max_offset=60.0)
+    assert not fresh.load("not a dict", max_offset=60.0, now=T0 + DAY / 4)
