@@ -62,7 +62,7 @@ def request(opts: Options, base_url: str) -> api.Request:
 
 
 def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
-    cal = _calendar(body)
+    cal, ignored = _calendar(body)
     zone = ZoneInfo(opts.timezone)
     today = now.astimezone(zone).date()
     found: dict[str, dict[date, str]] = {key: {} for key in opts.types}
@@ -80,13 +80,19 @@ def parse(body: bytes, opts: Options, now: datetime) -> list[api.Reading]:
         days = sorted(found[key])
         attrs = {"next_dates": [d.isoformat() for d in days[:3]],
                  "summary": api.clip(found[key][days[0]]) if days else None}
+        # A rule we could not expand leaves its start date only: say so, or the gap looks like no pickups.
+        unread = [api.clip(f"{summary}: RRULE:{rule}", 160) for summary, rule in ignored
+                  if opts.types[key].casefold() in summary.casefold()]
+        if unread:
+            attrs["ignored_rules"] = unread[:5]
         readings.extend(api.Reading(f"{key}_{suffix}", value(days, today, zone) if days else None, observed, None,
                                     attrs) for suffix, value in VALUES.items())
     return readings
 
 
-def _calendar(body: bytes) -> icalendar.Calendar:
-    """The VCALENDAR, checked for what icalendar lets through (mismatched END lines), with unusable RRULEs dropped."""
+def _calendar(body: bytes) -> tuple[icalendar.Calendar, list[tuple[str, str]]]:
+    """The VCALENDAR, checked for what icalendar lets through (mismatched END lines), with unusable RRULEs dropped
+    (returned as (summary, rule) pairs)."""
     if body.lstrip()[:1] == b"<":
         raise api.ParseError("got HTML instead of iCalendar", kind="not_ics")
     # Unfold before decoding: RFC 5545 §3.1 folds at octets, possibly inside a UTF-8 sequence.
@@ -100,15 +106,17 @@ def _calendar(body: bytes) -> icalendar.Calendar:
         cal = icalendar.Calendar.from_ical(_own_zones(text))
     except ValueError as exc:
         raise api.ParseError(f"invalid iCalendar: {str(exc)[:120]}", kind="bad_schema") from None
+    ignored: list[tuple[str, str]] = []
     for event in cal.walk("VEVENT"):
         _check_count(event)
         if _local_day(event, "DTSTART", ZoneInfo("UTC")) is None:
             cal.subcomponents.remove(event)  # no usable start: nothing to place on a day
         elif "RRULE" in event and not _usable_rule(event):
+            ignored.append((str(event.get("SUMMARY", "")).strip(), _rule_text(event["RRULE"])))
             del event["RRULE"]  # then DTSTART and RDATE still count, as a calendar app would show them
         elif "RRULE" in event:
             _spell_out_plain_weekdays(event["RRULE"])
-    return cal
+    return cal, ignored
 
 
 def _own_zones(text: str) -> str:
@@ -170,6 +178,17 @@ def _check_nesting(lines: list[str]) -> None:
             if not stack:
                 return
     raise api.ParseError("the calendar is truncated (no END:VCALENDAR)", kind="bad_schema")
+
+
+def _rule_text(rule: object) -> str:
+    """The rule as the calendar wrote it, for the attributes (several RRULEs, or one icalendar cannot write)."""
+    try:
+        rules = rule if isinstance(rule, list) else [rule]
+        # A rule icalendar could not read stays text (vText escapes its ';' when written back).
+        return ", ".join(r.to_ical().decode(errors="replace") if isinstance(r, icalendar.vRecur) else str(r)
+                         for r in rules)
+    except (ValueError, TypeError, AttributeError):
+        return "(unreadable)"
 
 
 def _usable_rule(event: icalendar.Event) -> bool:

@@ -309,3 +309,20 @@ def test_feeds_in_the_shapes_seen_in_the_wild():
     assert readings["residual_next"].attributes["summary"] == "Restabfall"
     assert readings["paper_next"].attributes["summary"] == "Papiertonne"  # the LANGUAGE parameter is not text
     assert {r.observed_at for r in readings.values()} == {datetime(2026, 11, 20, 3, 17, 42, tzinfo=UTC)}
+
+
+def test_a_rule_that_cannot_be_expanded_is_named_in_the_attributes():
+    """Only its start date counts (as a calendar app shows it); the attribute says why the dates stop."""
+    readings = parse(calendar("SUMMARY:Restmüll\nDTSTART;VALUE=DATE:20261127\nRRULE:FREQ=WEEKLY;INTERVAL=x",
+                              "SUMMARY:Papier\nDTSTART;VALUE=DATE:20261204\nRRULE:FREQ=WEEKLY"))
+    assert readings["residual_next"].attributes["ignored_rules"] == ["Restmüll: RRULE:FREQ=WEEKLY;INTERVAL=x"]
+    assert "ignored_rules" not in readings["paper_next"].attributes
+    assert readings["paper_next"].attributes["next_dates"] == ["2026-12-04", "2026-12-11", "2026-12-18"]
+
+
+def test_several_rules_in_one_event_are_named_too():
+    readings = parse(calendar("SUMMARY:Restmüll\nDTSTART;VALUE=DATE:20261203\nRRULE:FREQ=WEEKLY\nRRULE:FREQ=DAILY"))
+    # RFC 5545 allows one RRULE (SHOULD NOT occur more than once): both are named, the start date stays.
+    attrs = readings["residual_next"].attributes
+    assert attrs["next_dates"] == ["2026-12-03"]
+    assert attrs["ignored_rules"] == ["Restmüll: RRULE:FREQ=WEEKLY, FREQ=DAILY"]
