@@ -245,10 +245,7 @@ def test_a_late_last_will_on_our_status_is_answered_with_online(broker: Mosquitt
     link = _link(Broker(port=broker.port, protocol=protocol), metrics=metrics)
     live = Subscriber(broker.port, STATUS, live=True)
     try:
-        assert link.wait_connected(5)
-        live.wait_for(STATUS, b"online")
-        wait_until(lambda: link.subscriptions.states().get(STATUS) == "granted", timeout=5)
-        mark = live.mark()
+        mark = _listening_to_its_status(link, live)
         late_will(broker.port, STATUS)
         will = live.wait_for(STATUS, b"offline", after=mark)
         assert will.retain
@@ -261,6 +258,14 @@ def test_a_late_last_will_on_our_status_is_answered_with_online(broker: Mosquitt
     # Our own offline at shutdown stays: the link does not contradict itself.
     assert _retained_status(broker.port) == b"offline"
     live.close()
+
+
+def _listening_to_its_status(link: MqttLink, live: Subscriber) -> int:
+    """Once the link is connected, said online and is subscribed to its status: a mark in ``live`` after that."""
+    assert link.wait_connected(5)
+    live.wait_for(STATUS, b"online")
+    wait_until(lambda: link.subscriptions.states().get(STATUS) == "granted", timeout=5)
+    return live.mark()
 
 
 def _retained_status(port: int) -> bytes:
@@ -276,10 +281,7 @@ def test_a_flood_of_offline_gets_one_answer_per_hold_and_the_last_word(broker: M
     link = _link(Broker(port=broker.port), metrics=metrics)
     live = Subscriber(broker.port, STATUS, live=True)
     try:
-        assert link.wait_connected(5)
-        live.wait_for(STATUS, b"online")
-        wait_until(lambda: link.subscriptions.states().get(STATUS) == "granted", timeout=5)
-        mark = live.mark()
+        mark = _listening_to_its_status(link, live)
         started = time.monotonic()
         for _ in range(30):
             publish(broker.port, STATUS, b"offline", retain=True)
